@@ -31,7 +31,11 @@ browser:
 
 # Explorers draw static figures while the book builds (ODCOURSE_STATIC=1); unchanged
 # notebooks come from the jupyter-cache in _build/.jupyter_cache.
+# The jupyter-cache keys on a notebook's code only, so a change to the helper package that the
+# chapters import clears it (the stamp holds a hash of odcourse/).
 book: venv
+	@mkdir -p _build; stamp=$$(cat odcourse/*.py odcourse/*/*.py | sha256sum | cut -c1-16); \
+	  [ "$$(cat _build/.odcourse-stamp 2>/dev/null)" = "$$stamp" ] || { rm -rf _build/.jupyter_cache _build/html _build/jupyter_execute _build/.doctrees; echo "$$stamp" > _build/.odcourse-stamp; }
 	ODCOURSE_STATIC=1 $(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going --quiet
 
 test: venv browser book

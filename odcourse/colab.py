@@ -5,10 +5,16 @@ time a product by hand (and does not allow this module or ``torch.utils.benchmar
 """
 from __future__ import annotations
 
+import logging
+
 import ipywidgets as widgets
 import torch
 from matplotlib.figure import Figure
-from torch.utils import benchmark
+
+# torch.utils.benchmark imports cpp_extension, which logs a warning on machines that have a
+# CUDA toolkit but no GPU; the notebook's reader can do nothing about it.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+from torch.utils import benchmark  # noqa: E402
 
 from .widgets import Explorer
 
