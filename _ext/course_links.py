@@ -45,12 +45,32 @@ class ColabAssignment(SphinxDirective):
         return [nodes.raw("", markup, format="html")]
 
 
-def add_static_path(app, config):
+def configure(app, config):
     config.html_static_path.append(str(STATIC))
+    # Without a default mode the theme's script logs a console error ("invalid theme mode").
+    config.html_context.setdefault("default_mode", "light")
+
+
+def drop_duplicate_scripts(app, pagename, templatename, context, doctree):
+    """sphinx-thebe adds its inline configuration twice to notebook pages; the second copy
+    re-declares a constant and the browser reports a page error. Keep the first of each."""
+    scripts = context.get("script_files")
+    if isinstance(scripts, list):
+        # In place: later handlers add page scripts to this very list. Early (priority 100):
+        # the event stops at the first handler that returns a template.
+        seen, unique = set(), []
+        for script in scripts:
+            # One copy was registered with filename None, the other with "": the same script.
+            key = (getattr(script, "filename", script) or "", repr(getattr(script, "attributes", "")))
+            if key not in seen:
+                seen.add(key)
+                unique.append(script)
+        scripts[:] = unique
 
 
 def setup(app):
+    app.connect("html-page-context", drop_duplicate_scripts, priority=100)
     app.add_directive("colab-assignment", ColabAssignment)
-    app.connect("config-inited", add_static_path)
+    app.connect("config-inited", configure)
     app.add_css_file("course.css")
     return {"parallel_read_safe": True, "parallel_write_safe": True}
