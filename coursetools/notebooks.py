@@ -77,12 +77,13 @@ def sync(path: pathlib.Path, root: pathlib.Path = ROOT) -> bool:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
         cell.metadata.pop("execution", None)
-    if nb.cells and nb.cells[0].get("id") == SETUP_CELL_ID:
-        nb.cells[0].source = setup_source(root)
-    else:
-        cell = nbformat.v4.new_code_cell(setup_source(root))
+    if not (nb.cells and nb.cells[0].get("id") == SETUP_CELL_ID):
+        cell = nbformat.v4.new_code_cell("")
         cell.id = SETUP_CELL_ID
         nb.cells.insert(0, cell)
+    nb.cells[0].source = setup_source(root)
+    # The site folds the setup cell's code away (its output, the runtime line, stays visible).
+    nb.cells[0].metadata["tags"] = ["hide-input"]
     nbformat.validate(nb)
     new = nbformat.writes(nb) + "\n"
     if new != text:
