@@ -17,6 +17,7 @@ from docutils import nodes
 from sphinx.util.docutils import SphinxDirective
 
 STATIC = pathlib.Path(__file__).parent / "static"
+EXTRA = pathlib.Path(__file__).parent / "extra"  # copied to the site's root (favicon.ico)
 
 
 def colab_link(repository_url: str, branch: str, path: str) -> str:
@@ -47,6 +48,8 @@ class ColabAssignment(SphinxDirective):
 
 def configure(app, config):
     config.html_static_path.append(str(STATIC))
+    # Browsers ask for /favicon.ico on pages without an icon link (the root redirect page).
+    config.html_extra_path.append(str(EXTRA))
     # Without a default mode the theme's script logs a console error ("invalid theme mode").
     config.html_context.setdefault("default_mode", "light")
 
