@@ -3,26 +3,26 @@
     ```{colab-assignment} a01-colab
     ```
 
-renders a visible button to assignments/<id>/<id>.ipynb in Colab, made from the repository
-that `_config.yml` names (Jupyter Book passes it on as html_theme_options.repository_url and
-repository_branch), so the address is written in one place only.
+renders a visible button to assignments/<id>/<id>.ipynb in Colab, made by
+coursetools.config.colab_url from the repository that `_config.yml` names, so the address is
+written in one place only.
 """
 from __future__ import annotations
 
 import html
 import pathlib
-import re
+import sys
 
 from docutils import nodes
 from sphinx.util.docutils import SphinxDirective
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from coursetools.config import colab_url  # noqa: E402
+
 STATIC = pathlib.Path(__file__).parent / "static"
 EXTRA = pathlib.Path(__file__).parent / "extra"  # copied to the site's root (favicon.ico)
-
-
-def colab_link(repository_url: str, branch: str, path: str) -> str:
-    owner_repo = re.sub(r"^https://github\.com/", "", repository_url.rstrip("/"))
-    return f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/{path}"
 
 
 class ColabAssignment(SphinxDirective):
@@ -34,11 +34,10 @@ class ColabAssignment(SphinxDirective):
         path = f"assignments/{assignment}/{assignment}.ipynb"
         if not (pathlib.Path(self.env.srcdir) / path).exists():
             raise self.error(f"colab-assignment: {path} does not exist (run `make assignments`)")
-        options = self.config.html_theme_options
-        url = options.get("repository_url")
-        if not url:
-            raise self.error("colab-assignment: _config.yml has no repository.url")
-        href = colab_link(url, options.get("repository_branch") or "main", path)
+        try:
+            href = colab_url(path, root=pathlib.Path(self.env.srcdir))
+        except (KeyError, ValueError) as error:
+            raise self.error(f"colab-assignment: _config.yml repository: {error}")
         markup = (
             f'<p class="colab-assignment"><a class="colab-assignment-button" href="{html.escape(href)}" '
             f'target="_blank" rel="noopener">Open the assignment in Colab: {html.escape(assignment)}</a></p>'

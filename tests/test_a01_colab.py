@@ -114,10 +114,10 @@ WRONG = {
                     "ram_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 2),
                     "gpu": None, "torch": torch.__version__, "cuda": torch.version.cuda}
         """, "test-environment-report", "use the fallbacks"),
-    "threads instead of CPUs": ("environment-report", """
+    "physical cores instead of logical CPUs": ("environment-report", """
         def environment_report():
             return {"python": platform.python_version(), "os": platform.platform(), "cpu_model": "unknown",
-                    "cpu_count": torch.get_num_threads() + 1, "ram_gb": 1.0, "gpu": None,
+                    "cpu_count": os.cpu_count() // 2, "ram_gb": 1.0, "gpu": None,
                     "torch": torch.__version__, "cuda": torch.version.cuda}
         """, "test-environment-report", "logical CPUs"),
     # time_matmul

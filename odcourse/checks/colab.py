@@ -104,9 +104,10 @@ def time_matmul(fn) -> None:
             f"returned {seconds:.4f} s, but the whole call took {elapsed:.4f} s: "
             "report the median of the 5 timed products, not their sum",
         )
-        small = report.call(fn, 32, torch.device("cpu"))
-        large = report.call(fn, 768, torch.device("cpu"))
+        # 1024^3 multiply-adds are 250 000 times 16^3: a real measurement cannot confuse them.
+        small = report.call(fn, 16, torch.device("cpu"))
+        large = report.call(fn, 1024, torch.device("cpu"))
         report.expect(
             isinstance(small, float) and isinstance(large, float) and large > small,
-            f"n=768 took {large} s but n=32 took {small} s: the product of larger matrices must take longer",
+            f"n=1024 took {large} s but n=16 took {small} s: the product of larger matrices must take longer",
         )
