@@ -1,0 +1,339 @@
+"""The worker: the only process in which a student's code runs.
+
+Started by autograder.sandbox as ``python -I worker.py <config.json>`` from a private copy of
+this file and wire.py (never from the course tree). Before it reads any student code it isolates
+itself, as far as the operating system allows, and says in its first message what held:
+
+- a new network namespace (no network) and a new mount namespace in which the course's hidden
+  folders (hidden suites, solutions, submissions, the gradebook) are covered by empty ones;
+- resource limits: address space, CPU seconds, file size, processes, no core files;
+- a scratch working directory, a scrubbed environment (set by the parent) and, when started as
+  root, an unprivileged user id of its own.
+
+Then it serves requests over two pipes in the length-prefixed JSON of wire.py:
+``load`` (execute the student's statements one by one, reporting progress so that a statement
+that kills the process can be skipped on restart) and ``call`` (call a graded function with
+decoded arguments under a named scenario, recording any banned call, and send the result back).
+Standard output and error go to a capped log file, never to the grader.
+"""
+import ctypes
+import ctypes.util
+import importlib
+import json
+import os
+import resource
+import signal
+import sys
+import time
+import traceback
+
+# `python -I` puts neither the script's folder nor the working directory on sys.path, so nothing
+# a student writes into the scratch folder can shadow a module; wire.py sits beside this file.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import wire  # noqa: E402
+
+CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
+    1, 2, 4, 8, 32, 4096, 16384, 1 << 18)
+PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG = 24, 38, 1
+LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def mount(source, target, fstype, flags, data=None):
+    encode = lambda v: v.encode() if isinstance(v, str) else v  # noqa: E731
+    return LIBC.mount(encode(source), encode(target), encode(fstype), flags, encode(data)) == 0
+
+
+def join_cgroups(name, limits):
+    """Put this process in its own pids (and memory) cgroup, v1 or v2, where /sys/fs/cgroup is
+    writable: a fork bomb then stops at pids.max instead of filling the machine's process table."""
+    joined = {}
+    candidates = [("pids", "/sys/fs/cgroup/pids", {"pids.max": str(limits["processes"])}),
+                  ("memory", "/sys/fs/cgroup/memory", {"memory.limit_in_bytes": str(limits["memory_bytes"])}),
+                  ("unified", "/sys/fs/cgroup/unified", {"pids.max": str(limits["processes"])}),
+                  ("v2", "/sys/fs/cgroup", {"pids.max": str(limits["processes"]),
+                                            "memory.max": str(limits["memory_bytes"])})]
+    for label, base, settings in candidates:
+        if not os.path.isdir(base) or (label == "v2" and not os.path.exists(base + "/cgroup.controllers")):
+            continue
+        path = os.path.join(base, "autograder", name)
+        try:
+            os.makedirs(path, exist_ok=True)
+            written = []
+            for key, value in settings.items():
+                if os.path.exists(os.path.join(path, key)):
+                    with open(os.path.join(path, key), "w") as handle:
+                        handle.write(value)
+                    written.append(key)
+            if not written:
+                continue
+            with open(os.path.join(path, "cgroup.procs"), "w") as handle:
+                handle.write(str(os.getpid()))
+            joined[label] = written
+        except OSError:
+            continue
+    return joined
+
+
+def world_readable(path):
+    """True when an unprivileged user can reach and read `path` (every folder above it: o+x)."""
+    path = os.path.realpath(path)
+    while True:
+        mode = os.stat(path).st_mode
+        if not mode & 0o001:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
+
+
+def drop_capabilities():
+    """Keep uid 0 but without any capability: no remount, no unmount, no kill outside the PID
+    namespace. Used where the Python installation is not readable by another user id."""
+    for capability in range(64):
+        LIBC.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()
+    return LIBC.capset(header, data) == 0
+
+
+def read_only_everywhere(writable):
+    """Remount every mount point read-only except `writable` (the scratch folder)."""
+    mount(writable, writable, None, MS_BIND | MS_REC)
+    points = []
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            point = line.split()[4].replace("\\040", " ")
+            points.append(point)
+    failed = []
+    for point in points:
+        if point == writable or point.startswith("/dev"):
+            continue
+        if not mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID):
+            failed.append(point)
+    return not failed
+
+
+def isolate(config):
+    """Apply the isolation the OS permits; return what held, by name."""
+    held = {"cgroups": join_cgroups(config["name"], config["limits"]) if os.geteuid() == 0 else {}}
+    flags = CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID
+    if LIBC.unshare(flags) != 0:
+        held["namespaces"] = False
+        held["network"] = LIBC.unshare(CLONE_NEWNET) == 0
+    else:
+        held["namespaces"] = held["network"] = True
+        # The next child is process 1 of the new PID namespace: it runs everything, so nothing
+        # here can see or signal the grader. This process only waits and passes on its status.
+        child = os.fork()
+        if child:
+            _, status = os.waitpid(child, 0)
+            if os.WIFSIGNALED(status):  # die the same way, so the grader sees the signal
+                signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+                LIBC.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: no core file
+                os.kill(os.getpid(), os.WTERMSIG(status))
+            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+        LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        mount(None, "/", None, MS_REC | MS_PRIVATE)
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        hidden = []
+        for path in config["hide"]:
+            if os.path.isdir(path):
+                ok = mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=000")
+            elif os.path.exists(path):
+                ok = mount("/dev/null", path, None, MS_BIND)
+            else:
+                ok = True
+            if ok:
+                hidden.append(path)
+        held["hidden"] = sorted(hidden)
+        held["read_only"] = read_only_everywhere(config["scratch"])
+    limits = config["limits"]
+    for name, value in (("RLIMIT_AS", limits["memory_bytes"]), ("RLIMIT_CPU", limits["cpu_seconds"]),
+                        ("RLIMIT_FSIZE", limits["file_bytes"]), ("RLIMIT_NPROC", limits["processes"]),
+                        ("RLIMIT_CORE", 0)):
+        try:
+            resource.setrlimit(getattr(resource, name), (value, value))
+            held[name] = value
+        except (ValueError, OSError):
+            held[name] = None
+    os.chdir(config["scratch"])
+    if os.geteuid() == 0:
+        if config.get("uid") and all(world_readable(p) for p in (sys.prefix, sys.base_prefix, sys.executable)):
+            os.setgroups([])
+            os.setgid(config["uid"])
+            os.setuid(config["uid"])
+            held["user"] = f"uid {os.getuid()}"
+        else:
+            held["user"] = "root without capabilities" if drop_capabilities() else "root"
+    else:
+        held["user"] = f"uid {os.getuid()}"
+    LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    # Writing past the file-size limit raises OSError in the student's code instead of killing us.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    return held
+
+
+# Scenarios: conditions a hidden test asks for, applied by trusted code around one call.
+def _no_system_files():
+    import builtins
+    import io
+    import pathlib
+
+    def missing(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory")
+
+    return [(builtins, "open"), (io, "open"), (pathlib.Path, "open"), (pathlib.Path, "read_text"),
+            (pathlib.Path, "read_bytes"), (os, "open")], missing
+
+
+def scenario_patches(name, namespace):
+    """[(owner, attribute, replacement)] for a scenario name."""
+    if not name:
+        return []
+    import torch
+
+    if name == "cuda_available":
+        return [(torch.cuda, "is_available", lambda: True)]
+    if name == "cuda_unavailable":
+        return [(torch.cuda, "is_available", lambda: False)]
+    if name == "no_system_files":
+        targets, missing = _no_system_files()
+        patches = [(owner, attribute, missing) for owner, attribute in targets]
+        if "open" in namespace:
+            patches.append((namespace, "open", missing))
+        return patches
+    raise ValueError(f"unknown scenario {name!r}")
+
+
+class Patched:
+    """Set attributes (or dict items) for the duration of a call, and put them back."""
+
+    def __init__(self, patches):
+        self.patches, self.saved = patches, []
+
+    def __enter__(self):
+        for owner, attribute, value in self.patches:
+            if isinstance(owner, dict):
+                self.saved.append((owner, attribute, owner.get(attribute, Patched), True))
+                owner[attribute] = value
+            else:
+                self.saved.append((owner, attribute, getattr(owner, attribute), False))
+                setattr(owner, attribute, value)
+
+    def __exit__(self, *exc):
+        for owner, attribute, value, is_dict in reversed(self.saved):
+            if is_dict:
+                if value is Patched:
+                    owner.pop(attribute, None)
+                else:
+                    owner[attribute] = value
+            else:
+                setattr(owner, attribute, value)
+
+
+def banned_recorders(banned, used):
+    """Wrap each banned callable ("module.attr" or "module.Class.attr") to record its use."""
+    patches = []
+    for dotted in banned:
+        parts = dotted.split(".")
+        for split in range(len(parts) - 1, 0, -1):
+            try:
+                owner = importlib.import_module(".".join(parts[:split]))
+            except ImportError:
+                continue
+            try:
+                for attribute in parts[split:-1]:
+                    owner = getattr(owner, attribute)
+                original = getattr(owner, parts[-1])
+            except AttributeError:
+                break
+            if callable(original):
+                def recorder(*args, _original=original, _name=dotted, **kwargs):
+                    used.add(_name)
+                    return _original(*args, **kwargs)
+                patches.append((owner, parts[-1], recorder))
+            break
+    return patches
+
+
+def describe_error(error):
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.startswith("<student")]
+    where = f" (line {frames[-1].lineno} of {frames[-1].name}, {frames[-1].filename[1:-1]})" if frames else ""
+    text = str(error)
+    if len(text) > 500:
+        text = text[:500] + "..."
+    return f"{type(error).__name__}: {text}{where}"
+
+
+def main():
+    with open(sys.argv[1]) as handle:
+        config = json.load(handle)
+    inbox = os.fdopen(config["inbox_fd"], "rb", buffering=0)
+    outbox = os.fdopen(config["outbox_fd"], "wb", buffering=0)
+    held = isolate(config)
+    import numpy  # noqa: F401  (loaded before the student's code, outside any call's time)
+    import torch
+
+    torch.set_num_threads(1)
+    clock = time.perf_counter
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+
+    def send(message):
+        outbox.write(wire.dumps(message))
+
+    send({"op": "ready", "isolation": held})
+    while True:
+        try:
+            message = wire.read_message(inbox)
+        except Exception as error:  # a broken pipe: the grader is gone
+            sys.exit(f"worker: cannot read a request: {error}")
+        if message is None or message.get("op") == "exit":
+            return
+        if message["op"] == "load":
+            errors = []
+            for index, statement in enumerate(message["statements"]):
+                send({"op": "progress", "index": index})
+                filename = f"<student {statement['label']}>"
+                try:
+                    code = compile(statement["code"], filename, "exec")
+                    import linecache
+                    linecache.cache[filename] = (len(statement["code"]), None,
+                                                 statement["code"].splitlines(True), filename)
+                    exec(code, namespace)
+                except BaseException as error:  # SystemExit and KeyboardInterrupt too: keep going
+                    errors.append({"index": index, "error": describe_error(error)})
+            send({"op": "loaded", "errors": errors, "names": sorted(k for k in namespace if not k.startswith("__"))})
+        elif message["op"] == "call":
+            name = message["name"]
+            used = set()
+            reply = {"op": "result"}
+            try:
+                function = namespace[name]
+                args = [wire.decode(a) for a in message.get("args", [])]
+                kwargs = {k: wire.decode(v) for k, v in message.get("kwargs", {}).items()}
+                torch.manual_seed(message.get("seed", 0))
+                numpy.random.seed(message.get("seed", 0))
+                patches = scenario_patches(message.get("scenario"), namespace)
+                patches += banned_recorders(message.get("banned", []), used)
+                with Patched(patches):
+                    start = clock()
+                    value = function(*args, **kwargs)
+                    reply["seconds"] = clock() - start
+                reply["value"] = wire.encode(value)
+                reply["ok"] = True
+            except KeyError:
+                reply.update(ok=False, error=f"NameError: {name} is not defined in the notebook")
+            except BaseException as error:  # the student's exception, SystemExit included
+                reply.update(ok=False, error=describe_error(error))
+            reply["banned_used"] = sorted(used)
+            try:
+                send(reply)
+            except Exception as error:  # e.g. a result too large to send
+                send({"op": "result", "ok": False, "error": f"the result cannot be sent back: {error}",
+                      "banned_used": sorted(used)})
+
+
+if __name__ == "__main__":
+    main()
