@@ -6,11 +6,6 @@ import pytest
 from autograder import engine
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "points(n): what the test is worth")
-    config.addinivalue_line("markers", "function(name): the graded function the test is about")
-
-
 @pytest.fixture
 def student():
     return engine.current().student

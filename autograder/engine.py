@@ -1,0 +1,237 @@
+"""Grade one notebook: read it, start isolated workers for its code and the reference's, run
+the assignment's hidden pytest suite against them in this process, and return Gradescope's
+results.json structure."""
+from __future__ import annotations
+
+import ast
+import contextlib
+import pathlib
+import sys
+import threading
+from dataclasses import dataclass, field
+
+import pytest
+
+from .checks import Finding
+from .notebook import SubmissionError, locate, read_cells, statements
+from .banned import aliases, static_uses
+from .sandbox import Limits, Worker
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SUITES = pathlib.Path(__file__).resolve().parent / "suites"
+_CURRENT = threading.local()
+
+
+def suite_path(assignment_id: str) -> pathlib.Path:
+    return SUITES / f"test_{assignment_id.replace('-', '_')}.py"
+
+
+def known_assignments() -> list[str]:
+    return sorted(p.stem.removeprefix("test_").replace("_", "-", 1) for p in SUITES.glob("test_a*.py"))
+
+
+def suite_spec(assignment_id: str) -> tuple[dict, dict]:
+    """(FUNCTIONS, BANNED) of a hidden suite, read as literals without importing it (importing
+    would evaluate its pytest marks outside the pytest session that runs it)."""
+    path = suite_path(assignment_id)
+    if not path.exists():
+        raise KeyError(assignment_id)
+    values = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id in ("FUNCTIONS", "BANNED"):
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values["FUNCTIONS"], values.get("BANNED", {})
+
+
+class Proxy:
+    """The graded functions of one notebook, called in its worker: `proxy.name(*args)` or
+    `proxy.call(name, *args, scenario=..., failure=...)`. A failed call fails the test with a
+    sentence naming the function and the error, never with a hidden input."""
+
+    def __init__(self, worker: Worker | None, missing: dict[str, str], banned: dict[str, list[str]],
+                 broken: str | None = None):
+        self.worker, self.missing, self.banned, self.broken = worker, missing, banned, broken
+        self.banned_used: dict[str, set] = {}
+        self.last_call_seconds = 0.0
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self.call(name, *args, **kwargs)
+
+    def call(self, name, *args, scenario=None, failure=None, seconds=None, **kwargs):
+        if self.broken:
+            raise Finding(self.broken)
+        if name in self.missing:
+            raise Finding(f"{name} was not found in the notebook: {self.missing[name]}")
+        reply = self.worker.call(name, args, kwargs, scenario=scenario, banned=self.banned.get(name, []),
+                                 seconds=seconds)
+        self.last_call_seconds = reply.get("wall_seconds", 0.0)
+        if reply.get("banned_used"):
+            self.banned_used.setdefault(name, set()).update(reply["banned_used"])
+        if not reply.get("ok"):
+            error = reply.get("error", "no answer")
+            if error.startswith("NotImplementedError"):
+                raise Finding(f"{name} is not implemented yet (it still raises NotImplementedError)")
+            raise Finding(failure or f"{name} failed: {error}")
+        return reply["value"]
+
+
+@dataclass
+class Session:
+    student: Proxy
+    reference: Proxy
+    outcomes: list = field(default_factory=list)
+
+
+def current() -> Session:
+    return _CURRENT.session
+
+
+class Collector:
+    """A pytest plugin that records each test's points, function, outcome and message."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        if report.when == "call" or (report.when == "setup" and report.failed):
+            points = item.get_closest_marker("points")
+            function = item.get_closest_marker("function")
+            message = ""
+            if call.excinfo is not None:
+                error = call.excinfo.value
+                if isinstance(error, Finding):
+                    message = str(error)
+                else:  # the test could not use what came back
+                    message = (f"the hidden test could not use what {function.args[0] if function else 'the function'} "
+                               f"returned ({type(error).__name__}: {str(error)[:200]})")
+            name = item.name.removeprefix("test_")
+            if function:
+                name = name.removeprefix(function.args[0] + "_")
+            self.session.outcomes.append({
+                "name": name.replace("_", " "),
+                "function": function.args[0] if function else "",
+                "max_score": float(points.args[0]) if points else 0.0,
+                "passed": report.passed,
+                "message": message,
+            })
+
+
+def hidden_paths(root: pathlib.Path, notebook: pathlib.Path, extra=()) -> list[str]:
+    """What a worker must not see: the course tree (but the helper package and the Python it
+    runs from), the submission's folder and any extra folders (an instructor's course)."""
+    keep = {root / "odcourse", pathlib.Path(sys.prefix).resolve()}
+    hide = [str(p) for p in sorted(root.iterdir()) if p.resolve() not in keep
+            and not any(k.is_relative_to(p.resolve()) for k in keep)]
+    hide += [str(notebook.resolve().parent)] + [str(pathlib.Path(p).resolve()) for p in extra]
+    return sorted(set(hide))
+
+
+def prepare(cells, functions: dict[str, str], banned_rules: dict[str, list[str]]):
+    located = {name: locate(cells, name, grade_id) for name, grade_id in functions.items()}
+    stmts = statements(cells, located)
+    bound = aliases([s["code"] for s in stmts if s["defines"] is None])
+    static = {}
+    for name, rules in banned_rules.items():
+        code = "".join(s["code"] for s in stmts if s["defines"] == name)
+        uses = static_uses(code, bound, rules)
+        if uses:
+            static[name] = set(uses)
+    missing = {name: loc.how for name, loc in located.items() if loc.cell is None}
+    return located, stmts, static, missing
+
+
+def grade(assignment_id: str, notebook: pathlib.Path, root: pathlib.Path = ROOT, limits: Limits | None = None,
+          hide_extra=()) -> dict:
+    """Grade `notebook` for `assignment_id`; return the results.json structure."""
+    functions, banned_rules = suite_spec(assignment_id)
+    limits = limits or Limits()
+    notes = []
+    reference_cells = read_cells(root / "solutions" / assignment_id / f"{assignment_id}.ipynb")
+    _, ref_stmts, _, _ = prepare(reference_cells, functions, {})
+    try:
+        cells = read_cells(notebook)
+        located, stmts, static, missing = prepare(cells, functions, banned_rules)
+        broken = None
+    except SubmissionError as error:
+        located, stmts, static, missing, broken = {}, [], {}, {}, f"the notebook could not be graded: {error}"
+        notes.append(broken)
+    hide = hidden_paths(root, notebook, hide_extra)
+    student_worker = Worker(stmts, hide=hide, limits=limits) if not broken else None
+    reference_worker = Worker(ref_stmts, hide=hide, limits=limits)
+    with contextlib.ExitStack() as stack:
+        workers = [w for w in (student_worker, reference_worker) if w is not None]
+        for worker in workers:
+            stack.enter_context(worker)
+        starters = [threading.Thread(target=_start, args=(w, notes)) for w in workers]
+        for thread in starters:
+            thread.start()
+        for thread in starters:
+            thread.join()
+        student = Proxy(student_worker, missing, banned_rules, broken)
+        reference = Proxy(reference_worker, {}, {})
+        session = Session(student, reference)
+        _CURRENT.session = session
+        try:
+            with open_devnull_stdout():
+                pytest.main([str(suite_path(assignment_id)), "-q", "--assert=plain", "-c",
+                             str(SUITES / "pytest.ini"), "--rootdir", str(SUITES), "-p", "no:xdist",
+                             "-W", "ignore"], plugins=[Collector(session)])
+        finally:
+            _CURRENT.session = None
+        if student_worker is not None:
+            for item in student_worker.load_errors:
+                notes.append(f"{item['label']}: {item['error']}")
+            isolation = student_worker.isolation
+        else:
+            isolation = {}
+    return results(session, located, static, notes, isolation)
+
+
+def _start(worker: Worker, notes: list) -> None:
+    try:
+        worker.start()
+    except Exception as error:  # reported per test by the calls that follow
+        notes.append(f"the notebook's code could not be started: {error}")
+
+
+@contextlib.contextmanager
+def open_devnull_stdout():
+    """pytest prints its own report; the grader prints the student's summary instead."""
+    import io
+    saved = sys.stdout
+    sys.stdout = io.StringIO()
+    try:
+        yield
+    finally:
+        sys.stdout = saved
+
+
+def results(session: Session, located, static, notes, isolation) -> dict:
+    banned = {name: set(uses) for name, uses in static.items()}
+    for name, uses in session.student.banned_used.items():
+        banned.setdefault(name, set()).update(uses)
+    tests = []
+    for outcome in session.outcomes:
+        function = outcome["function"]
+        score = outcome["max_score"] if outcome["passed"] else 0.0
+        output = outcome["message"] if not outcome["passed"] else "passed"
+        if function in banned:
+            score = 0.0
+            output = (f"{function} uses {', '.join(sorted(banned[function]))}, which this exercise does not "
+                      "allow: it earns no points.")
+        tests.append({"name": f"{function}: {outcome['name']}", "score": score, "max_score": outcome["max_score"],
+                      "output": output, "tags": [function]})
+    where = {name: (loc.how if loc.cell is not None else "not found") for name, loc in located.items()}
+    return {
+        "score": sum(t["score"] for t in tests),
+        "max_score": sum(t["max_score"] for t in tests),
+        "tests": tests,
+        "output": "\n".join(notes) if notes else "",
+        "extra": {"found_by": where, "isolation": isolation},
+    }

@@ -1,0 +1,96 @@
+"""The grader's contract on a01-colab: `python -m autograder grade <id> <nb> --json <file>`,
+Gradescope's results format, fair scores for right, stub and wrong answers."""
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from autograder import engine
+from autograder.sandbox import Limits
+from tests.conftest import ROOT
+from tests.test_a01_colab import DIFFERENT_BUT_RIGHT, WRONG, answer
+
+pytestmark = [pytest.mark.slow]
+ASSIGNMENT = "a01-colab"
+SOURCE = ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+RELEASE = ROOT / "assignments" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+FAST = Limits(call_seconds=10)
+
+
+def submission(tmp_path, answers=None, name=f"{ASSIGNMENT}.ipynb", mutate=None):
+    """The released notebook with each solution cell filled from the reference, except those in
+    `answers` (grade_id -> code); `mutate(nb)` may change it further."""
+    nb = nbformat.read(RELEASE, as_version=4)
+    reference = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nbformat.read(SOURCE, as_version=4).cells
+                 if c.metadata.get("nbgrader", {}).get("solution")}
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in reference:
+            cell.source = (answers or {}).get(grade_id, reference[grade_id])
+    if mutate:
+        mutate(nb)
+    path = tmp_path / name
+    nbformat.write(nb, path)
+    return path
+
+
+def scores(result):
+    by_function = {}
+    for test in result["tests"]:
+        function = test["tags"][0]
+        got, top = by_function.get(function, (0, 0))
+        by_function[function] = (got + test["score"], top + test["max_score"])
+    return by_function
+
+
+def test_command_line_contract(tmp_path):
+    out = tmp_path / "results" / "results.json"
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", ASSIGNMENT, str(SOURCE), "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["score"] == 10 and len(result["tests"]) == 10
+    for test in result["tests"]:
+        assert set(test) >= {"name", "score", "max_score", "output", "tags"}
+        assert test["tags"][0] in ("pick_device", "environment_report", "time_matmul")
+    assert "a01-colab.ipynb: 10 / 10" in done.stdout
+
+
+def test_unknown_assignment_is_a_usage_error(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", "a99-none", str(SOURCE), "--json",
+                           str(tmp_path / "r.json")], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "unknown assignment 'a99-none'" in done.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_released_stub_scores_zero_and_says_not_implemented(tmp_path):
+    result = engine.grade(ASSIGNMENT, RELEASE, limits=FAST)
+    assert result["score"] == 0 and result["max_score"] == 10
+    assert all("not implemented yet" in t["output"] for t in result["tests"])
+
+
+def test_isolation_held_on_this_machine(tmp_path):
+    result = engine.grade(ASSIGNMENT, submission(tmp_path), limits=FAST)
+    assert result["score"] == 10
+    isolation = result["extra"]["isolation"]
+    assert isolation["network"] is True and isolation["read_only"] is True
+    assert str(ROOT / "solutions") in isolation["hidden"] and str(ROOT / "autograder") in isolation["hidden"]
+
+
+@pytest.mark.parametrize("mistake", sorted(WRONG))
+def test_wrong_answers_lose_the_points_of_their_function(tmp_path, mistake):
+    grade_id, code, _, phrase = WRONG[mistake]
+    result = engine.grade(ASSIGNMENT, submission(tmp_path, {grade_id: answer(code)}), limits=FAST)
+    function = grade_id.replace("-", "_")
+    got = scores(result)
+    assert got[function][0] < got[function][1], f"{mistake} kept all its points"
+    assert all(g == top for name, (g, top) in got.items() if name != function)
+
+
+def test_right_answers_written_differently_earn_full_marks(tmp_path):
+    answers = {k: answer(v) for k, v in DIFFERENT_BUT_RIGHT.items()}
+    result = engine.grade(ASSIGNMENT, submission(tmp_path, answers), limits=FAST)
+    assert [t["output"] for t in result["tests"] if t["score"] < t["max_score"]] == []
+    assert result["score"] == 10
