@@ -96,7 +96,7 @@ class Worker:
     def _load(self) -> None:
         keep = [s for i, s in enumerate(self.statements) if i not in self.skip]
         self._send({"op": "load", "statements": keep})
-        deadline = time.monotonic() + self.limits.call_seconds * 2
+        deadline = time.monotonic() + self.limits.call_seconds
         current = None
         while True:
             try:
@@ -112,8 +112,9 @@ class Worker:
                                                   "(it crashed the interpreter, exited or ran too long)"})
                 self.start()
                 return
-            if reply["op"] == "progress":
+            if reply["op"] == "progress":  # each statement gets the time limit of a call
                 current = reply["index"]
+                deadline = time.monotonic() + self.limits.call_seconds
                 continue
             self.load_errors += [{"label": keep[e["index"]]["label"], "error": e["error"]} for e in reply["errors"]]
             self.names = reply["names"]
