@@ -10,7 +10,6 @@ import sys
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from coursetools.notebooks import course_notebooks
 from tests.conftest import ROOT
@@ -56,11 +55,14 @@ def run_notebook(path, tmp_path, monkeypatch, helper_repository, allow_errors=Fa
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv("ODCOURSE_INSTALL_FROM", helper_repository)
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    nb = nbformat.read(path, as_version=4)
     work = tmp_path / "work"  # not the repository: its odcourse/ folder must not be importable
     work.mkdir()
-    NotebookClient(nb, kernel_name="colab-like", timeout=600, allow_errors=allow_errors,
-                   resources={"metadata": {"path": str(work)}}).execute()
+    executed = tmp_path / "executed.ipynb"
+    command = [sys.executable, str(ROOT / "tests" / "execute_notebook.py"), str(path), str(executed),
+               "colab-like", str(work)] + (["--allow-errors"] if allow_errors else [])
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-5000:]
+    nb = nbformat.read(executed, as_version=4)
     setup_output = "".join(o.get("text", "") for o in nb.cells[0].outputs)
     assert setup_output.startswith("odcourse "), setup_output
     return nb

@@ -1,0 +1,283 @@
+"""Grade a whole class into an nbgrader course directory.
+
+    python -m autograder class <assignment-id> <course-dir> [--zip lms-download.zip] [-j 2]
+
+1. Intake (with --zip): every .ipynb of an LMS download becomes
+   submitted/<student>/<id>/<id>.ipynb. The student is the entry's top folder, or the part of a
+   flat file name before its first "_" (Canvas-style "<student>_..._name.ipynb"); any file name
+   is accepted ("Copy of a01-colab.ipynb", "a01-colab (1).ipynb"). Entries that would leave the
+   course directory (absolute paths, "..", links) are refused and listed. A submission that is
+   replaced is kept, never overwritten: the old file moves to submitted/<student>/<id>/previous/.
+2. Each submission is graded in its own `python -m autograder grade` process, `-j` at a time, its
+   results.json kept in autograder-results/<id>/<student>.json with the submission's hash: a
+   re-run grades only what changed, so an interrupted run resumes and ends with the same results.
+3. The notebook with its nbgrader metadata restored (the released notebook with the student's
+   code in its cells) goes to autograded/<student>/<id>/<id>.ipynb, and the scores into
+   gradebook.db through nbgrader's API as automatic scores of its test cells: formgrader, export
+   and manual grading keep working, and manual scores are never touched.
+4. Feedback for each student, feedback/<student>/<id>/feedback.html, explains every test in
+   words without hidden inputs; grades-<id>.csv holds the scores; a table closes the run.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import csv
+import datetime
+import hashlib
+import html
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import nbformat
+
+from . import engine
+from .notebook import SubmissionError, locate, read_cells
+
+ROOT = engine.ROOT
+STUDENT_ID = re.compile(r"[^A-Za-z0-9._@-]+")
+
+
+def student_id(raw: str) -> str:
+    """A safe folder name for a student id taken from an LMS file or folder name."""
+    cleaned = STUDENT_ID.sub("-", raw.strip()).strip(".-")
+    return cleaned or "unknown"
+
+
+def intake(archive: pathlib.Path, course: pathlib.Path, assignment: str) -> tuple[list[str], list[str]]:
+    """Unpack the notebooks of an LMS zip into nbgrader's submitted/ layout.
+
+    Returns (students taken in, entries refused with the reason)."""
+    taken, refused = [], []
+    try:
+        bundle = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise SystemExit(f"autograder: {archive} is not a readable zip file ({error})")
+    with bundle:
+        for info in bundle.infolist():
+            name = info.filename
+            if info.is_dir():
+                continue
+            parts = pathlib.PurePosixPath(name.replace("\\", "/")).parts
+            if name.startswith(("/", "\\")) or ".." in parts or re.match(r"^[A-Za-z]:", name):
+                refused.append(f"{name!r}: a path outside the course directory")
+                continue
+            if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                refused.append(f"{name!r}: a symbolic link")
+                continue
+            if not name.lower().endswith(".ipynb") or parts[-1].startswith("._") or "__MACOSX" in parts:
+                continue
+            student = student_id(parts[0] if len(parts) > 1 else parts[0].split("_", 1)[0])
+            folder = course / "submitted" / student / assignment
+            folder.mkdir(parents=True, exist_ok=True)
+            target = folder / f"{assignment}.ipynb"
+            data = bundle.read(info)
+            if target.exists() and target.read_bytes() != data:
+                keep = folder / "previous"
+                keep.mkdir(exist_ok=True)
+                stamp = datetime.datetime.fromtimestamp(target.stat().st_mtime).strftime("%Y%m%d-%H%M%S")
+                shutil.move(target, keep / f"{stamp}-{assignment}.ipynb")
+            target.write_bytes(data)
+            when = datetime.datetime(*info.date_time, tzinfo=datetime.timezone.utc)
+            (folder / "timestamp.txt").write_text(when.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
+            taken.append(student)
+    return sorted(set(taken)), refused
+
+
+def submissions(course: pathlib.Path, assignment: str) -> dict[str, pathlib.Path]:
+    """student -> notebook, from submitted/<student>/<id>/ (any .ipynb name there)."""
+    found = {}
+    for folder in sorted((course / "submitted").glob(f"*/{assignment}")):
+        notebooks = sorted(folder.glob("*.ipynb"), key=lambda p: (p.name != f"{assignment}.ipynb", p.name))
+        if notebooks:
+            found[folder.parent.name] = notebooks[0]
+    return found
+
+
+def restore_metadata(submission: pathlib.Path, assignment: str) -> nbformat.NotebookNode | None:
+    """The released notebook (with its nbgrader metadata) holding the student's code in its
+    solution cells; None when the submission cannot be read."""
+    try:
+        cells = read_cells(submission)
+    except SubmissionError:
+        return None
+    functions, _ = engine.suite_spec(assignment)
+    by_grade_id = {}
+    for name, grade_id in functions.items():
+        found = locate(cells, name, grade_id)
+        if found.cell is not None:
+            by_grade_id[grade_id] = found.cell.source
+    template = nbformat.read(ROOT / "assignments" / assignment / f"{assignment}.ipynb", as_version=4)
+    for cell in template.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in by_grade_id:
+            cell.source = by_grade_id[grade_id]
+    return template
+
+
+def digest(path: pathlib.Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def grade_one(assignment: str, student: str, notebook: pathlib.Path, course: pathlib.Path) -> dict:
+    """Grade one submission in its own process (unless unchanged since the last run)."""
+    store = course / "autograder-results" / assignment
+    store.mkdir(parents=True, exist_ok=True)
+    out = store / f"{student}.json"
+    fingerprint = digest(notebook)
+    if out.exists():
+        try:
+            previous = json.loads(out.read_text())
+            if previous.get("extra", {}).get("submission_sha256") == fingerprint:
+                return previous
+        except json.JSONDecodeError:
+            pass
+    partial = store / f".{student}.json.partial"
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", assignment, str(notebook), "--json",
+                           str(partial), "--hide", str(course)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0 or not partial.exists():
+        result = {"score": 0.0, "max_score": 0.0, "tests": [],
+                  "output": f"the grader failed on this submission: {done.stderr[-2000:]}", "extra": {}}
+    else:
+        result = json.loads(partial.read_text())
+        partial.unlink()
+    result.setdefault("extra", {})["submission_sha256"] = fingerprint
+    if result["tests"]:  # a grader failure is not stored, so the next run tries again
+        out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def ensure_assignment(course: pathlib.Path, assignment: str) -> None:
+    """Make sure gradebook.db knows the assignment and its test cells (nbgrader's own release)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        try:
+            gradebook.find_notebook(assignment, assignment)
+            return
+        except MissingEntry:
+            pass
+    from coursetools.release import nbgrader_env
+
+    config = course / "nbgrader_config.py"
+    created = not config.exists()
+    if created:
+        config.write_text("c = get_config()\n")
+    done = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", assignment, "--force",
+                           f"--CourseDirectory.root={course}",
+                           f"--CourseDirectory.source_directory={ROOT / 'solutions'}",
+                           f"--CourseDirectory.release_directory={course / 'release'}",
+                           f"--CourseDirectory.db_url=sqlite:///{course / 'gradebook.db'}"],
+                          cwd=course, env=nbgrader_env(), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"autograder: nbgrader could not record {assignment} in the gradebook:\n{done.stderr}")
+
+
+def record(course: pathlib.Path, assignment: str, student: str, result: dict, timestamp: str | None) -> None:
+    """Write the automatic scores of one submission into gradebook.db; manual scores stay."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    per_function = {}
+    for test in result["tests"]:
+        got, top = per_function.get(test["tags"][0], (0.0, 0.0))
+        per_function[test["tags"][0]] = (got + test["score"], top + test["max_score"])
+    functions, _ = engine.suite_spec(assignment)
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        gradebook.update_or_create_student(student)
+        try:
+            gradebook.find_submission(assignment, student)
+        except MissingEntry:
+            gradebook.add_submission(assignment, student, timestamp=timestamp)
+        for name, grade_id in functions.items():
+            grade = gradebook.find_grade(f"test-{grade_id}", assignment, assignment, student)
+            got, top = per_function.get(name, (0.0, 1.0))
+            grade.auto_score = grade.max_score * (got / top if top else 0.0)
+        gradebook.db.commit()
+
+
+def feedback_html(assignment: str, student: str, result: dict) -> str:
+    rows = "".join(
+        f"<tr class='{'pass' if t['score'] == t['max_score'] else 'fail'}'><td>{html.escape(t['name'])}</td>"
+        f"<td>{t['score']:g} / {t['max_score']:g}</td><td>{html.escape(t['output'])}</td></tr>"
+        for t in result["tests"])
+    notes = f"<p>{html.escape(result['output'])}</p>" if result.get("output") else ""
+    return (f"<!doctype html><meta charset='utf-8'><title>{assignment}: {student}</title>"
+            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td{padding:.3em .6em;"
+            "vertical-align:top}.fail td:first-child{color:#b03a2e}.pass td:first-child{color:#1e8449}</style>"
+            f"<h1>{assignment}: {result['score']:g} / {result.get('max_score', 0):g}</h1>{notes}"
+            f"<table><tr><th>test</th><th>points</th><th>what it found</th></tr>{rows}</table>")
+
+
+def grade_class(assignment: str, course: pathlib.Path, jobs: int = 2, archive: pathlib.Path | None = None,
+                progress=True) -> dict:
+    """Grade every submission of `assignment` in `course`; return a summary."""
+    course = course.resolve()
+    course.mkdir(parents=True, exist_ok=True)
+    # nbgrader's Gradebook runs the `alembic` script of the environment it is installed in.
+    scripts = str(pathlib.Path(sys.executable).parent)
+    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
+    refused = []
+    if archive is not None:
+        _, refused = intake(archive, course, assignment)
+    found = submissions(course, assignment)
+    ensure_assignment(course, assignment)
+    results = {}
+    try:
+        from tqdm import tqdm
+    except ImportError:  # progress is a convenience
+        tqdm = None
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(grade_one, assignment, student, path, course): student
+                   for student, path in found.items()}
+        done = concurrent.futures.as_completed(futures)
+        if progress and tqdm is not None:
+            done = tqdm(done, total=len(futures), desc=f"grading {assignment}", unit="student", file=sys.stderr)
+        for future in done:
+            results[futures[future]] = future.result()
+    ensure_assignment(course, assignment)
+    rows = []
+    for student in sorted(results):
+        result = results[student]
+        timestamp_file = found[student].parent / "timestamp.txt"
+        timestamp = timestamp_file.read_text().strip() if timestamp_file.exists() else None
+        record(course, assignment, student, result, timestamp)
+        restored = restore_metadata(found[student], assignment)
+        graded = course / "autograded" / student / assignment
+        graded.mkdir(parents=True, exist_ok=True)
+        if restored is not None:
+            nbformat.write(restored, graded / f"{assignment}.ipynb")
+        feedback = course / "feedback" / student / assignment
+        feedback.mkdir(parents=True, exist_ok=True)
+        (feedback / "feedback.html").write_text(feedback_html(assignment, student, result))
+        rows.append({"student": student, "score": result["score"], "max_score": result.get("max_score", 0)})
+    with open(course / f"grades-{assignment}.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["student", "score", "max_score"])
+        writer.writeheader()
+        writer.writerows(rows)
+    failures = {}
+    for result in results.values():
+        for test in result["tests"]:
+            if test["score"] < test["max_score"]:
+                failures[test["name"]] = failures.get(test["name"], 0) + 1
+    mean = sum(r["score"] for r in rows) / len(rows) if rows else 0.0
+    return {"students": len(rows), "mean": mean, "failures": failures, "refused": refused}
+
+
+def table(summary: dict, assignment: str) -> str:
+    lines = [f"{assignment}: {summary['students']} students, mean score {summary['mean']:.2f}"]
+    if summary["failures"]:
+        lines.append("failures by test:")
+        width = max(len(name) for name in summary["failures"])
+        for name, count in sorted(summary["failures"].items(), key=lambda item: -item[1]):
+            lines.append(f"  {name:<{width}}  {count}")
+    for entry in summary["refused"]:
+        lines.append(f"refused from the zip: {entry}")
+    return "\n".join(lines)
