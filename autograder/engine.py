@@ -82,6 +82,7 @@ class Proxy:
 class Session:
     student: Proxy
     reference: Proxy
+    device: str = "cpu"
     outcomes: list = field(default_factory=list)
 
 
@@ -162,8 +163,36 @@ def grade(assignment_id: str, notebook: pathlib.Path, root: pathlib.Path = ROOT,
         located, stmts, static, missing, broken = {}, [], {}, {}, f"the notebook could not be graded: {error}"
         notes.append(broken)
     hide = hidden_paths(root, notebook, hide_extra)
-    student_worker = Worker(stmts, hide=hide, limits=limits) if not broken else None
-    reference_worker = Worker(ref_stmts, hide=hide, limits=limits)
+    session, isolation = run_suite(assignment_id, stmts, ref_stmts, hide, limits, missing, banned_rules, broken,
+                                   notes, device="cpu")
+    result = results(session, located, static, notes, isolation)
+    if not broken and cuda_present():
+        # Scored on the CPU; on a GPU machine the same tests run on CUDA as unscored feedback.
+        cuda_session, _ = run_suite(assignment_id, stmts, ref_stmts, hide, limits, missing, banned_rules, broken,
+                                    [], device="cuda")
+        result["extra"]["cuda_feedback"] = [
+            {"name": f"{o['function']}: {o['name']}", "passed": o["passed"], "output": o["message"] or "passed"}
+            for o in cuda_session.outcomes]
+        failed = sum(not o["passed"] for o in cuda_session.outcomes)
+        result["output"] = "\n".join(filter(None, [result["output"], (
+            f"On CUDA (not scored): {len(cuda_session.outcomes) - failed} of {len(cuda_session.outcomes)} "
+            "tests pass.")]))
+    return result
+
+
+def cuda_present() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def run_suite(assignment_id, stmts, ref_stmts, hide, limits, missing, banned_rules, broken, notes, device):
+    """Start the workers (on `device`), run the hidden suite against them; (session, isolation)."""
+    cuda = device == "cuda"
+    student_worker = Worker(stmts, hide=hide, limits=limits, cuda=cuda) if not broken else None
+    reference_worker = Worker(ref_stmts, hide=hide, limits=limits, cuda=cuda)
     with contextlib.ExitStack() as stack:
         workers = [w for w in (student_worker, reference_worker) if w is not None]
         for worker in workers:
@@ -175,7 +204,7 @@ def grade(assignment_id: str, notebook: pathlib.Path, root: pathlib.Path = ROOT,
             thread.join()
         student = Proxy(student_worker, missing, banned_rules, broken)
         reference = Proxy(reference_worker, {}, {})
-        session = Session(student, reference)
+        session = Session(student, reference, device)
         _CURRENT.session = session
         try:
             with open_devnull_stdout():
@@ -184,13 +213,12 @@ def grade(assignment_id: str, notebook: pathlib.Path, root: pathlib.Path = ROOT,
                              "-W", "ignore"], plugins=[Collector(session)])
         finally:
             _CURRENT.session = None
+        isolation = {}
         if student_worker is not None:
             for item in student_worker.load_errors:
                 notes.append(f"{item['label']}: {item['error']}")
             isolation = student_worker.isolation
-        else:
-            isolation = {}
-    return results(session, located, static, notes, isolation)
+    return session, isolation
 
 
 def _start(worker: Worker, notes: list) -> None:

@@ -8,7 +8,9 @@ What counts as a secret, read from every solutions/<id>/<id>.ipynb:
 - any run of 3 consecutive meaningful lines of such a block (a whole block when shorter), so a
   generic line such as ``if torch.cuda.is_available():`` is not a leak but a copied passage is;
 - any single meaningful line of 60 characters or more (distinctive on its own), and the
-  messages of hidden assertions.
+  messages of hidden assertions in notebooks;
+- the hidden suites, autograder/suites/test_*.py, by the same runs of lines (their messages are
+  written for students and may appear in feedback, so they are not secrets).
 A published file leaks when it contains a marker or any secret; HTML is compared by its text.
 """
 from __future__ import annotations
@@ -69,6 +71,14 @@ def secrets(root: pathlib.Path = ROOT) -> list[Secret]:
                     for message in re.findall(r'"([^"\n]{30,})"', block):
                         if len(message.split()) >= 5:  # a sentence, not a format string
                             found.add(Secret(" ".join(message.split()), where + " (message)"))
+    for suite in sorted((root / "autograder" / "suites").glob("test_*.py")):
+        where = f"{suite.relative_to(root)}: hidden suite"
+        lines = meaningful_lines(suite.read_text())
+        for start in range(len(lines) - WINDOW + 1):
+            window = lines[start:start + WINDOW]
+            if all(len(line) < 12 or line.startswith(("import ", "from ")) for line in window):
+                continue  # imports and short lines ("try:", "else:") say nothing of the suite
+            found.add(Secret("\n".join(window), where))
     return sorted(found, key=lambda s: (s.source, s.text))
 
 

@@ -54,3 +54,19 @@ def run_graded_cells(path: pathlib.Path, replace: dict[str, str] | None = None) 
     if replace:
         raise KeyError(f"no cells with grade_id {sorted(replace)} in {path}")
     return outcomes
+
+
+def student_notebook(root: pathlib.Path, assignment: str, answers: dict | None = None, fill: bool = True):
+    """The released notebook as a student would hand it in: its solution cells filled from the
+    reference (when `fill`), except those `answers` gives (grade_id -> code)."""
+    nb = nbformat.read(root / "assignments" / assignment / f"{assignment}.ipynb", as_version=4)
+    reference = {c.metadata["nbgrader"]["grade_id"]: c.source
+                 for c in nbformat.read(root / "solutions" / assignment / f"{assignment}.ipynb", as_version=4).cells
+                 if c.metadata.get("nbgrader", {}).get("solution")}
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in (answers or {}):
+            cell.source = answers[grade_id]
+        elif fill and grade_id in reference:
+            cell.source = reference[grade_id]
+    return nb

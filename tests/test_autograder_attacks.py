@@ -11,7 +11,7 @@ import pytest
 
 from autograder import engine
 from tests.conftest import ROOT
-from tests.test_autograder import ASSIGNMENT, FAST, RELEASE, SOURCE, scores, submission
+from tests.test_autograder import ASSIGNMENT, FAST, ROOTED, scores, submission
 
 pytestmark = [pytest.mark.slow]
 
@@ -105,6 +105,7 @@ BROKEN = {
 }
 
 
+@ROOTED
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_attack(tmp_path, attack):
     answers, mutate, expected, phrase = ATTACKS[attack]
@@ -170,6 +171,7 @@ def test_a_200_MB_notebook_is_refused_in_words(tmp_path):
     assert result["score"] == 0 and "clear the outputs" in result["output"]
 
 
+@ROOTED
 def test_gradebook_cannot_be_written(tmp_path):
     """A course directory of the instructor's with a gradebook: the student's code cannot touch it."""
     course = tmp_path / "course"

@@ -13,7 +13,7 @@ STUDENT_FACING = [ROOT / "assignments", ROOT / "book", ROOT / "odcourse"]
 
 def test_there_are_secrets_to_look_for():
     kinds = {s.source.split(": ")[1] for s in leaks.secrets()}
-    assert {"solution", "hidden tests"} <= kinds
+    assert {"solution", "hidden suite"} <= kinds
 
 
 def test_student_facing_sources_leak_nothing():

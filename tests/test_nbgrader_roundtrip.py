@@ -10,6 +10,7 @@ import pytest
 
 from coursetools.release import nbgrader_env
 from tests.conftest import ROOT
+from tests.notebook_grading import student_notebook
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("nbgrader")]
 ASSIGNMENT = "a01-colab"
@@ -20,18 +21,6 @@ def nbgrader(course, *args):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done
-
-
-def submission(released, reference, answers):
-    """The released notebook with the solution cells named in `answers` filled from the reference."""
-    nb = nbformat.read(released, as_version=4)
-    solved = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nbformat.read(reference, as_version=4).cells
-              if c.metadata.get("nbgrader", {}).get("solution")}
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in answers:
-            cell.source = answers[grade_id] if answers[grade_id] is not None else solved[grade_id]
-    return nb
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +34,16 @@ def graded(tmp_path_factory):
     nbgrader(course, "generate_assignment", ASSIGNMENT, "--force")
     released = course / "assignments" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     assert released.read_bytes() == (ROOT / "assignments" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_bytes()
-    reference = ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     wrong_report = "def environment_report():\n    return {'python': '2.7'}\n"
-    answers = {
-        "reference": {"pick-device": None, "environment-report": None, "time-matmul": None},
-        "stub": {},
-        "half": {"pick-device": None, "environment-report": wrong_report, "time-matmul": None},
+    notebooks = {
+        "reference": student_notebook(ROOT, ASSIGNMENT),
+        "stub": student_notebook(ROOT, ASSIGNMENT, fill=False),
+        "half": student_notebook(ROOT, ASSIGNMENT, {"environment-report": wrong_report}),
     }
-    for student, chosen in answers.items():
+    for student, nb in notebooks.items():
         folder = course / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
-        nbformat.write(submission(released, reference, chosen), folder / f"{ASSIGNMENT}.ipynb")
+        nbformat.write(nb, folder / f"{ASSIGNMENT}.ipynb")
         (folder / "timestamp.txt").write_text("2026-11-20 12:00:00.000000 UTC")
     nbgrader(course, "autograde", ASSIGNMENT, "--force")
     nbgrader(course, "export", "--to=grades.csv")

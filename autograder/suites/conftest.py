@@ -14,3 +14,9 @@ def student():
 @pytest.fixture
 def reference():
     return engine.current().reference
+
+
+@pytest.fixture
+def device():
+    """Where the tests ask for computation: "cpu" for the scored run, "cuda" for the feedback run."""
+    return engine.current().device

@@ -21,10 +21,11 @@ KEYS = {"python": str, "os": str, "cpu_model": str, "cpu_count": int, "ram_gb": 
 
 @pytest.mark.function("pick_device")
 @pytest.mark.points(1)
-def test_pick_device_returns_a_torch_device(student):
-    device = student.pick_device()
-    expect(isinstance(device, torch.device), "pick_device must return a torch.device, not a string or None")
-    expect(device.type == "cpu", "on a runtime without a GPU, pick_device must return the CPU")
+def test_pick_device_returns_a_torch_device(student, device):
+    picked = student.pick_device()
+    expect(isinstance(picked, torch.device), "pick_device must return a torch.device, not a string or None")
+    expect(picked.type == device, f"on a runtime {'with' if device == 'cuda' else 'without'} a GPU, "
+                                  f"pick_device must return {device!r}")
 
 
 @pytest.mark.function("pick_device")
@@ -69,13 +70,16 @@ def test_environment_report_memory_in_gib(student):
 
 @pytest.mark.function("environment_report")
 @pytest.mark.points(1)
-def test_environment_report_facts_of_this_runtime(student):
+def test_environment_report_facts_of_this_runtime(student, device):
     report = _report(student)
     expect(report.get("python") == platform.python_version(), "python must be platform.python_version()")
     expect(report.get("cpu_count") == os.cpu_count(), "cpu_count must be the number of logical CPUs")
     expect(report.get("torch") == torch.__version__, "torch must be torch.__version__")
     expect(report.get("cuda") == torch.version.cuda, "cuda must be torch.version.cuda (None for a CPU-only build)")
-    expect(report.get("gpu") is None, "gpu must be None when CUDA is not available")
+    if device == "cpu":
+        expect(report.get("gpu") is None, "gpu must be None when CUDA is not available")
+    else:
+        expect(report.get("gpu") == torch.cuda.get_device_name(0), "gpu must be the name of GPU 0")
     try:
         pretty = platform.freedesktop_os_release().get("PRETTY_NAME")
     except OSError:
@@ -109,16 +113,16 @@ def test_environment_report_falls_back_without_system_files(student):
 
 @pytest.mark.function("time_matmul")
 @pytest.mark.points(1)
-def test_time_matmul_returns_positive_seconds(student):
-    seconds = student.time_matmul(256, "cpu")
+def test_time_matmul_returns_positive_seconds(student, device):
+    seconds = student.time_matmul(256, device)
     expect(isinstance(seconds, float), "time_matmul must return a Python float (not a tensor or an int)")
     expect(seconds > 0, "a measured time is positive")
 
 
 @pytest.mark.function("time_matmul")
 @pytest.mark.points(1)
-def test_time_matmul_reports_the_median_not_the_total(student):
-    seconds = student.time_matmul(640, torch.device("cpu"))
+def test_time_matmul_reports_the_median_not_the_total(student, device):
+    seconds = student.time_matmul(640, torch.device(device))
     call = student.last_call_seconds
     expect(isinstance(seconds, float) and seconds <= call / 3 + 1e-4,
            "time_matmul must return the median of the 5 timed products, not their sum")
@@ -126,18 +130,19 @@ def test_time_matmul_reports_the_median_not_the_total(student):
 
 @pytest.mark.function("time_matmul")
 @pytest.mark.points(1)
-def test_time_matmul_measures_the_product(student, reference):
-    expected = statistics.median(reference.time_matmul(640, "cpu") for _ in range(3))
-    got = statistics.median(student.time_matmul(640, "cpu") for _ in range(3))
+def test_time_matmul_measures_the_product(student, reference, device):
+    expected = statistics.median(reference.time_matmul(640, device) for _ in range(3))
+    got = statistics.median(student.time_matmul(640, device) for _ in range(3))
     expect(isinstance(got, float) and got >= 0.2 * expected,
-           "time_matmul reports far less time than one product takes: time the product itself")
+           "time_matmul reports far less time than one product takes: time the product itself"
+           + (" and synchronise the GPU before reading the clock" if device == "cuda" else ""))
     expect(got <= 10 * expected + 0.005, "time_matmul reports far more time than one product takes")
 
 
 @pytest.mark.function("time_matmul")
 @pytest.mark.points(1)
-def test_time_matmul_grows_with_the_size(student):
-    small = student.time_matmul(16, "cpu")
-    large = student.time_matmul(1024, "cpu")
+def test_time_matmul_grows_with_the_size(student, device):
+    small = student.time_matmul(16, device)
+    large = student.time_matmul(1024, device)
     expect(isinstance(small, float) and isinstance(large, float) and large > small,
            "the product of larger matrices must take longer")
