@@ -8,8 +8,8 @@
    is accepted ("Copy of a01-colab.ipynb", "a01-colab (1).ipynb"). Entries that would leave the
    course directory (absolute paths, "..", links) are refused and listed. A submission that is
    replaced is kept, never overwritten: the old file moves to submitted/<student>/<id>/previous/.
-2. Each submission is graded in its own `python -m autograder grade` process, `-j` at a time, its
-   results.json kept in autograder-results/<id>/<student>.json with the submission's hash: a
+2. Submissions are graded `-j` at a time by a pool of grading processes (each submission in its
+   own isolated workers), its results.json kept in autograder-results/<id>/<student>.json with the submission's hash: a
    re-run grades only what changed, so an interrupted run resumes and ends with the same results.
 3. The notebook with its nbgrader metadata restored (the released notebook with the student's
    code in its cells) goes to autograded/<student>/<id>/<id>.ipynb, and the scores into
@@ -27,6 +27,7 @@ import datetime
 import hashlib
 import html
 import json
+import multiprocessing
 import os
 import pathlib
 import re
@@ -126,7 +127,8 @@ def digest(path: pathlib.Path) -> str:
 
 
 def grade_one(assignment: str, student: str, notebook: pathlib.Path, course: pathlib.Path) -> dict:
-    """Grade one submission in its own process (unless unchanged since the last run)."""
+    """Grade one submission (unless unchanged since the last run); runs in a grading process of
+    the pool, which keeps the reference's worker between submissions."""
     store = course / "autograder-results" / assignment
     store.mkdir(parents=True, exist_ok=True)
     out = store / f"{student}.json"
@@ -138,20 +140,19 @@ def grade_one(assignment: str, student: str, notebook: pathlib.Path, course: pat
                 return previous
         except json.JSONDecodeError:
             pass
-    partial = store / f".{student}.json.partial"
-    done = subprocess.run([sys.executable, "-m", "autograder", "grade", assignment, str(notebook), "--json",
-                           str(partial), "--hide", str(course)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0 or not partial.exists():
-        result = {"score": 0.0, "max_score": 0.0, "tests": [],
-                  "output": f"the grader failed on this submission: {done.stderr[-2000:]}", "extra": {}}
-    else:
-        result = json.loads(partial.read_text())
-        partial.unlink()
+    result = engine.grade(assignment, notebook, hide_extra=[course], keep_reference=True)
     result.setdefault("extra", {})["submission_sha256"] = fingerprint
-    if result["tests"]:  # a grader failure is not stored, so the next run tries again
-        out.write_text(json.dumps(result, indent=2))
+    partial = store / f".{student}.json.partial"
+    partial.write_text(json.dumps(result, indent=2))
+    partial.replace(out)  # a run interrupted here leaves the old file or the new one, whole
     return result
+
+
+def _failed(error: BaseException) -> dict:
+    """The result of a submission the grader itself failed on: not stored, so a re-run retries it."""
+    return {"score": 0.0, "max_score": 0.0, "tests": [], "extra": {},
+            "output": f"the grader failed on this submission ({type(error).__name__}: {error}); "
+                      "run the class command again"}
 
 
 def ensure_assignment(course: pathlib.Path, assignment: str) -> None:
@@ -234,14 +235,20 @@ def grade_class(assignment: str, course: pathlib.Path, jobs: int = 2, archive: p
         from tqdm import tqdm
     except ImportError:  # progress is a convenience
         tqdm = None
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    # Each grading process of the pool grades many submissions (each in fresh workers) and keeps
+    # the reference's worker: start-up is paid once per process, not once per student.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=context) as pool:
         futures = {pool.submit(grade_one, assignment, student, path, course): student
                    for student, path in found.items()}
         done = concurrent.futures.as_completed(futures)
         if progress and tqdm is not None:
             done = tqdm(done, total=len(futures), desc=f"grading {assignment}", unit="student", file=sys.stderr)
         for future in done:
-            results[futures[future]] = future.result()
+            try:
+                results[futures[future]] = future.result()
+            except Exception as error:  # a grading process died: the others go on
+                results[futures[future]] = _failed(error)
     ensure_assignment(course, assignment)
     rows = []
     for student in sorted(results):

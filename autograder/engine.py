@@ -4,6 +4,7 @@ results.json structure."""
 from __future__ import annotations
 
 import ast
+import atexit
 import contextlib
 import pathlib
 import sys
@@ -147,9 +148,24 @@ def prepare(cells, functions: dict[str, str], banned_rules: dict[str, list[str]]
     return located, stmts, static, missing
 
 
+_REFERENCES: dict = {}
+
+
+def reference_worker(key, ref_stmts, hide, limits, cuda) -> Worker:
+    """A reference worker kept for the next submissions of a class (the reference is the same
+    for all): one process grading many notebooks starts it once."""
+    worker = _REFERENCES.get(key)
+    if worker is None:
+        worker = _REFERENCES[key] = Worker(ref_stmts, hide=hide, limits=limits, cuda=cuda)
+        atexit.register(worker.kill)
+    return worker
+
+
 def grade(assignment_id: str, notebook: pathlib.Path, root: pathlib.Path = ROOT, limits: Limits | None = None,
-          hide_extra=()) -> dict:
-    """Grade `notebook` for `assignment_id`; return the results.json structure."""
+          hide_extra=(), keep_reference: bool = False) -> dict:
+    """Grade `notebook` for `assignment_id`; return the results.json structure.
+
+    keep_reference: keep the reference's worker running for the next call (class grading)."""
     functions, banned_rules = suite_spec(assignment_id)
     limits = limits or Limits()
     notes = []
@@ -164,12 +180,12 @@ def grade(assignment_id: str, notebook: pathlib.Path, root: pathlib.Path = ROOT,
         notes.append(broken)
     hide = hidden_paths(root, notebook, hide_extra)
     session, isolation = run_suite(assignment_id, stmts, ref_stmts, hide, limits, missing, banned_rules, broken,
-                                   notes, device="cpu")
+                                   notes, device="cpu", keep_reference=keep_reference)
     result = results(session, located, static, notes, isolation)
     if not broken and cuda_present():
         # Scored on the CPU; on a GPU machine the same tests run on CUDA as unscored feedback.
         cuda_session, _ = run_suite(assignment_id, stmts, ref_stmts, hide, limits, missing, banned_rules, broken,
-                                    [], device="cuda")
+                                    [], device="cuda", keep_reference=keep_reference)
         result["extra"]["cuda_feedback"] = [
             {"name": f"{o['function']}: {o['name']}", "passed": o["passed"], "output": o["message"] or "passed"}
             for o in cuda_session.outcomes]
@@ -188,23 +204,29 @@ def cuda_present() -> bool:
     return torch.cuda.is_available()
 
 
-def run_suite(assignment_id, stmts, ref_stmts, hide, limits, missing, banned_rules, broken, notes, device):
+def run_suite(assignment_id, stmts, ref_stmts, hide, limits, missing, banned_rules, broken, notes, device,
+              keep_reference=False):
     """Start the workers (on `device`), run the hidden suite against them; (session, isolation)."""
     cuda = device == "cuda"
     student_worker = Worker(stmts, hide=hide, limits=limits, cuda=cuda) if not broken else None
-    reference_worker = Worker(ref_stmts, hide=hide, limits=limits, cuda=cuda)
+    if keep_reference:
+        key = (assignment_id, device, tuple(hide[:-1]))
+        reference = reference_worker(key, ref_stmts, hide, limits, cuda)
+        fresh = reference.process is None or reference.process.poll() is not None
+    else:
+        reference, fresh = Worker(ref_stmts, hide=hide, limits=limits, cuda=cuda), True
     with contextlib.ExitStack() as stack:
-        workers = [w for w in (student_worker, reference_worker) if w is not None]
-        for worker in workers:
-            stack.enter_context(worker)
-        starters = [threading.Thread(target=_start, args=(w, notes)) for w in workers]
+        if student_worker is not None:
+            stack.enter_context(student_worker)
+        if not keep_reference:
+            stack.enter_context(reference)
+        to_start = [w for w in (student_worker, reference if fresh else None) if w is not None]
+        starters = [threading.Thread(target=_start, args=(w, notes)) for w in to_start]
         for thread in starters:
             thread.start()
         for thread in starters:
             thread.join()
-        student = Proxy(student_worker, missing, banned_rules, broken)
-        reference = Proxy(reference_worker, {}, {})
-        session = Session(student, reference, device)
+        session = Session(Proxy(student_worker, missing, banned_rules, broken), Proxy(reference, {}, {}), device)
         _CURRENT.session = session
         try:
             with open_devnull_stdout():

@@ -99,6 +99,11 @@ def test_rerun_resumes_keeps_manual_grades_and_nbgrader_export_works(graded, lms
     with open(course / "export.csv") as handle:
         exported = {r["student_id"]: float(r["score"]) for r in csv.DictReader(handle)}
     assert exported == {"alice": 10.0, "bob": 1.5, "carol": 6.0, "dave": 0.0}
+    done = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", ASSIGNMENT], cwd=course,
+                          env=nbgrader_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    page = (course / "feedback" / "alice" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
+    assert "10.0 / 10.0" in page or "10 / 10" in page
 
 
 def test_a_changed_submission_is_regraded_and_the_old_one_kept(graded, tmp_path):

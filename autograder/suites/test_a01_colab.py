@@ -2,7 +2,6 @@
 would skip the exercise; then the tests, grouped by function, with points."""
 import os
 import platform
-import statistics
 import time
 
 import pytest
@@ -122,7 +121,7 @@ def test_time_matmul_returns_positive_seconds(student, device):
 @pytest.mark.function("time_matmul")
 @pytest.mark.points(1)
 def test_time_matmul_reports_the_median_not_the_total(student, device):
-    seconds = student.time_matmul(640, torch.device(device))
+    seconds = student.time_matmul(512, torch.device(device))
     call = student.last_call_seconds
     expect(isinstance(seconds, float) and seconds <= call / 3 + 1e-4,
            "time_matmul must return the median of the 5 timed products, not their sum")
@@ -131,8 +130,9 @@ def test_time_matmul_reports_the_median_not_the_total(student, device):
 @pytest.mark.function("time_matmul")
 @pytest.mark.points(1)
 def test_time_matmul_measures_the_product(student, reference, device):
-    expected = statistics.median(reference.time_matmul(640, device) for _ in range(3))
-    got = statistics.median(student.time_matmul(640, device) for _ in range(3))
+    # Each value is already a median of 5 products; both are measured under the same conditions.
+    expected = reference.time_matmul(512, device)
+    got = student.time_matmul(512, device)
     expect(isinstance(got, float) and got >= 0.2 * expected,
            "time_matmul reports far less time than one product takes: time the product itself"
            + (" and synchronise the GPU before reading the clock" if device == "cuda" else ""))
@@ -143,6 +143,6 @@ def test_time_matmul_measures_the_product(student, reference, device):
 @pytest.mark.points(1)
 def test_time_matmul_grows_with_the_size(student, device):
     small = student.time_matmul(16, device)
-    large = student.time_matmul(1024, device)
+    large = student.time_matmul(512, device)  # 32768 times the work of n=16
     expect(isinstance(small, float) and isinstance(large, float) and large > small,
            "the product of larger matrices must take longer")
