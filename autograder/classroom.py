@@ -15,7 +15,7 @@
    code in its cells) goes to autograded/<student>/<id>/<id>.ipynb, and the scores into
    gradebook.db through nbgrader's API as automatic scores of its test cells: formgrader, export
    and manual grading keep working, and manual scores are never touched.
-4. Feedback for each student, feedback/<student>/<id>/feedback.html, explains every test in
+4. Feedback for each student, autograder-feedback/<id>/<student>.html, explains every test in
    words without hidden inputs; grades-<id>.csv holds the scores; a table closes the run.
 """
 from __future__ import annotations
@@ -261,9 +261,10 @@ def grade_class(assignment: str, course: pathlib.Path, jobs: int = 2, archive: p
         graded.mkdir(parents=True, exist_ok=True)
         if restored is not None:
             nbformat.write(restored, graded / f"{assignment}.ipynb")
-        feedback = course / "feedback" / student / assignment
+        # Not under feedback/: that folder is nbgrader's (generate_feedback --force replaces it).
+        feedback = course / "autograder-feedback" / assignment
         feedback.mkdir(parents=True, exist_ok=True)
-        (feedback / "feedback.html").write_text(feedback_html(assignment, student, result))
+        (feedback / f"{student}.html").write_text(feedback_html(assignment, student, result))
         rows.append({"student": student, "score": result["score"], "max_score": result.get("max_score", 0)})
     with open(course / f"grades-{assignment}.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["student", "score", "max_score"])

@@ -6,15 +6,18 @@ fresh one (which loads the student's code again, skipping any statement that kil
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import pathlib
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -39,6 +42,62 @@ class WorkerError(Exception):
     """The worker could not answer: it timed out, died or sent something unreadable."""
 
 
+def worker_env(scratch: pathlib.Path, cuda: bool) -> dict:
+    """The scrubbed environment of a worker (and of the fork server it may come from)."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(scratch), "LANG": "C.UTF-8",
+            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg",
+            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "0") if cuda else "",
+            "TMPDIR": str(scratch)}
+
+
+class Zygote:
+    """A fork server (worker.py --zygote) that has imported torch once and forks a fresh worker
+    per request: starting a worker then costs a fork, not an interpreter and a torch import.
+    The children isolate themselves exactly as a directly started worker does."""
+
+    _servers: dict = {}
+
+    def __init__(self, cuda: bool):
+        self.lock = threading.Lock()
+        self.home = pathlib.Path(tempfile.mkdtemp(prefix="autograder-zygote-"))
+        for name in ("worker.py", "wire.py"):
+            shutil.copy(HERE / name, self.home / name)
+        os.chmod(self.home, 0o755)
+        self.process = subprocess.Popen(
+            [sys.executable, "-I", "-B", str(self.home / "worker.py"), "--zygote"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env=worker_env(self.home, cuda), cwd=self.home, start_new_session=True)
+        atexit.register(self.stop)
+
+    @classmethod
+    def get(cls, cuda: bool) -> "Zygote | None":
+        """The fork server of this process for CPU or CUDA workers; None where it cannot run."""
+        server = cls._servers.get(cuda)
+        if server is None or server.process.poll() is not None:
+            try:
+                server = cls._servers[cuda] = Zygote(cuda)
+            except OSError:
+                return None
+        return server
+
+    def ask(self, request: dict) -> dict:
+        with self.lock:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        if not line:
+            raise WorkerError("the fork server stopped")
+        return json.loads(line)
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
 @dataclass
 class Worker:
     """One isolated worker process for one submission's code."""
@@ -53,6 +112,7 @@ class Worker:
     isolation: dict = field(default_factory=dict)
     load_errors: list = field(default_factory=list)
     names: list = field(default_factory=list)
+    use_zygote: bool = True
 
     def start(self) -> None:
         """Start a fresh worker and load the student's statements (those not skipped)."""
@@ -62,36 +122,62 @@ class Worker:
         scratch = self._home / "scratch"
         code.mkdir()
         scratch.mkdir()
-        for name in ("worker.py", "wire.py"):
-            shutil.copy(HERE / name, code / name)
-        to_worker, worker_in = os.pipe()
-        worker_out, from_worker = os.pipe()
-        config = {"name": self._home.name, "inbox_fd": to_worker, "outbox_fd": from_worker, "scratch": str(scratch), "hide": self.hide,
-                  "uid": self.uid, "limits": {"memory_bytes": self.limits.memory_bytes,
-                                              "cpu_seconds": self.limits.cpu_seconds,
-                                              "file_bytes": self.limits.file_bytes,
-                                              "processes": self.limits.processes}}
-        (code / "config.json").write_text(json.dumps(config))
         os.chmod(self._home, 0o755)
         os.chmod(code, 0o755)
         if self.uid is not None and os.geteuid() == 0:
             os.chown(scratch, self.uid, self.uid)
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(scratch), "LANG": "C.UTF-8",
-               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg",
-               "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "0") if self.cuda else "",
-               "TMPDIR": str(scratch)}
-        self._log = open(self._home / "output.log", "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-I", "-B", str(code / "worker.py"), str(code / "config.json")],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env, cwd=scratch,
-            pass_fds=(to_worker, from_worker), start_new_session=True)
-        os.close(to_worker)
-        os.close(from_worker)
-        self._inbox = os.fdopen(worker_in, "wb", buffering=0)
-        self._outbox = os.fdopen(worker_out, "rb", buffering=0)
+        config = {"name": self._home.name, "scratch": str(scratch), "hide": self.hide, "uid": self.uid,
+                  "limits": {"memory_bytes": self.limits.memory_bytes, "cpu_seconds": self.limits.cpu_seconds,
+                             "file_bytes": self.limits.file_bytes, "processes": self.limits.processes}}
+        env = worker_env(scratch, self.cuda)
+        zygote = Zygote.get(self.cuda) if self.use_zygote else None
+        if zygote is not None:
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(str(self._home / "socket"))
+            listener.listen(1)
+            listener.settimeout(self.limits.start_seconds)
+            try:
+                self._pid = zygote.ask({"op": "spawn", "config": config, "socket": str(self._home / "socket"),
+                                        "log": str(self._home / "output.log"), "env": env})["pid"]
+                self._zygote = zygote
+                connection, _ = listener.accept()
+            except (socket.timeout, OSError) as error:
+                raise WorkerError(f"the worker did not start ({error})") from None
+            finally:
+                listener.close()
+            connection.settimeout(None)
+            self._inbox = self._outbox = wire.SocketStream(connection)
+        else:
+            for name in ("worker.py", "wire.py"):
+                shutil.copy(HERE / name, code / name)
+            to_worker, worker_in = os.pipe()
+            worker_out, from_worker = os.pipe()
+            config.update(inbox_fd=to_worker, outbox_fd=from_worker)
+            (code / "config.json").write_text(json.dumps(config))
+            self._log = open(self._home / "output.log", "wb")
+            self.process = subprocess.Popen(
+                [sys.executable, "-I", "-B", str(code / "worker.py"), str(code / "config.json")],
+                stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env, cwd=scratch,
+                pass_fds=(to_worker, from_worker), start_new_session=True)
+            self._pid, self._zygote = self.process.pid, None
+            os.close(to_worker)
+            os.close(from_worker)
+            self._inbox = os.fdopen(worker_in, "wb", buffering=0)
+            self._outbox = os.fdopen(worker_out, "rb", buffering=0)
         ready = self._receive(self.limits.start_seconds)
         self.isolation = ready.get("isolation", {})
         self._load()
+
+    def alive(self) -> bool:
+        if getattr(self, "_pid", None) is None:
+            return False
+        if self._zygote is None:
+            return self.process is not None and self.process.poll() is None
+        try:
+            os.kill(self._pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
 
     def _load(self) -> None:
         keep = [s for i, s in enumerate(self.statements) if i not in self.skip]
@@ -127,7 +213,7 @@ class Worker:
         A worker that does not answer within the limit is killed and the reply says so; the next
         call starts a fresh worker.
         """
-        if self.process is None or self.process.poll() is not None:
+        if not self.alive():
             self.start()
         message = {"op": "call", "name": name, "args": [wire.encode(a) for a in args],
                    "kwargs": {k: wire.encode(v) for k, v in (kwargs or {}).items()},
@@ -167,12 +253,17 @@ class Worker:
         return message
 
     def _death_note(self, what: str) -> str:
-        if self.process is None:
+        if getattr(self, "_zygote", None) is not None:
+            status = self._zygote.ask({"op": "status", "pid": self._pid}).get("status")
+            if status is None:
+                return what
+        elif self.process is None:
             return what
-        try:
-            status = self.process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            return what
+        else:
+            try:
+                status = self.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                return what
         if status < 0:
             name = signal.Signals(-status).name if -status in signal.Signals._value2member_map_ else -status
             return f"{what}: the code crashed the interpreter (signal {name})"
@@ -188,24 +279,32 @@ class Worker:
 
     def kill(self) -> None:
         """Kill the worker, its process group and every process of its user id."""
-        if self.process is not None:
-            for target in (lambda: os.killpg(self.process.pid, signal.SIGKILL),):
-                try:
-                    target()
-                except (ProcessLookupError, PermissionError):
-                    pass
+        pid = getattr(self, "_pid", None)
+        if pid is not None:
+            try:
+                os.killpg(pid, signal.SIGKILL)  # the worker leads its own session and group
+            except (ProcessLookupError, PermissionError):
+                pass
             if self.uid is not None and os.geteuid() == 0:
                 kill_user_processes(self.uid)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-            for stream in (getattr(self, "_inbox", None), getattr(self, "_outbox", None), getattr(self, "_log", None)):
+            if self._zygote is None and self.process is not None:
                 try:
-                    stream and stream.close()
+                    self.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+            elif self._zygote is not None:
+                try:
+                    self._zygote.ask({"op": "status", "pid": pid})  # reap it
+                except (WorkerError, OSError, ValueError):
+                    pass
+            for stream in {id(s): s for s in (getattr(self, "_inbox", None), getattr(self, "_outbox", None),
+                                               getattr(self, "_log", None)) if s is not None}.values():
+                try:
+                    stream.close()
                 except OSError:
                     pass
             self.process = None
+            self._pid = None
         home = getattr(self, "_home", None)
         if home is not None:
             remove_cgroups(home.name)
@@ -216,7 +315,7 @@ class Worker:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.alive():
             try:
                 self._send({"op": "exit"})
             except WorkerError:

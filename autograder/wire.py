@@ -61,7 +61,7 @@ def encode(value, depth: int = 0):
             if dtype not in DTYPES:
                 raise ValueError(f"tensors of dtype {dtype} cannot be sent")
             data = tensor.to("cpu").contiguous()
-            raw = data.view(torch.uint8).numpy().tobytes() if data.numel() else b""
+            raw = data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b""
             return {"__tensor__": {"dtype": dtype, "shape": list(tensor.shape), "device": str(tensor.device),
                                    "requires_grad": bool(value.requires_grad),
                                    "data": base64.b64encode(raw).decode("ascii")}}
@@ -156,3 +156,31 @@ def read_message(stream):
     if len(data) < size:
         return None
     return json.loads(data)
+
+
+class SocketStream:
+    """A connected socket as the byte stream read_message and dumps need: read(n) returns n bytes
+    (or fewer only at the end), write sends everything, fileno() serves select()."""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    def read(self, size: int) -> bytes:
+        chunks, left = [], size
+        while left:
+            chunk = self.sock.recv(min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def write(self, data: bytes) -> int:
+        self.sock.sendall(data)
+        return len(data)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()

@@ -267,11 +267,8 @@ def describe_error(error):
     return f"{type(error).__name__}: {text}{where}"
 
 
-def main():
-    with open(sys.argv[1]) as handle:
-        config = json.load(handle)
-    inbox = os.fdopen(config["inbox_fd"], "rb", buffering=0)
-    outbox = os.fdopen(config["outbox_fd"], "wb", buffering=0)
+def serve(config, inbox, outbox):
+    """Isolate, then answer requests until told to exit or the grader goes away."""
     held = isolate(config)
     import numpy  # noqa: F401  (loaded before the student's code, outside any call's time)
     import torch
@@ -348,6 +345,72 @@ def main():
             except Exception as error:  # e.g. a result too large to send
                 send({"op": "result", "ok": False, "error": f"the result cannot be sent back: {error}",
                       "banned_used": sorted(used)})
+
+
+def zygote():
+    """Fork server: import the heavy libraries once, then fork a fresh worker per request.
+
+    Requests come as JSON lines on stdin: {"op": "spawn", "config", "socket", "log", "env"} answers
+    {"pid": ...}: the child starts a session of its own, sends its output to the log, connects to
+    the grader's socket and serves it; {"op": "status", "pid"} answers the child's exit status
+    (None while it runs; a negative number for a signal)."""
+    import numpy  # noqa: F401
+    import socket
+    import torch  # noqa: F401
+
+    statuses = {}
+
+    def reap():
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            statuses[pid] = os.waitstatus_to_exitcode(status)
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        reap()
+        if request["op"] == "status":
+            deadline = time.monotonic() + 2
+            while request["pid"] not in statuses and time.monotonic() < deadline:
+                time.sleep(0.02)
+                reap()
+            answer = {"status": statuses.pop(request["pid"], None)}
+        else:
+            child = os.fork()
+            if child == 0:
+                try:
+                    os.setsid()
+                    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                    null = os.open(os.devnull, os.O_RDONLY)
+                    os.dup2(null, 0)
+                    os.dup2(log, 1)
+                    os.dup2(log, 2)
+                    os.environ.clear()
+                    os.environ.update(request["env"])
+                    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    connection.connect(request["socket"])
+                    stream = wire.SocketStream(connection)
+                    serve(request["config"], stream, stream)
+                finally:
+                    os._exit(0)
+            answer = {"pid": child}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+def main():
+    if sys.argv[1] == "--zygote":
+        zygote()
+        return
+    with open(sys.argv[1]) as handle:
+        config = json.load(handle)
+    inbox = os.fdopen(config["inbox_fd"], "rb", buffering=0)
+    outbox = os.fdopen(config["outbox_fd"], "wb", buffering=0)
+    serve(config, inbox, outbox)
 
 
 if __name__ == "__main__":

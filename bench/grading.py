@@ -68,7 +68,7 @@ def verify(course: pathlib.Path, expected: dict[str, float]) -> None:
         in_csv = {row["student"]: float(row["score"]) for row in csv.DictReader(handle)}
     in_results = {p.stem: json.loads(p.read_text())["score"]
                   for p in (course / "autograder-results" / ASSIGNMENT).glob("*.json")}
-    feedback = {p.parent.parent.name for p in (course / "feedback").glob(f"*/{ASSIGNMENT}/feedback.html")}
+    feedback = {p.stem for p in (course / "autograder-feedback" / ASSIGNMENT).glob("*.html")}
     problems = [name for name, found in (("gradebook", in_gradebook), ("CSV", in_csv), ("results", in_results))
                 if found != expected]
     if feedback != set(expected):

@@ -68,11 +68,11 @@ def test_csv_results_feedback_and_restored_notebooks(graded):
     for student in rows:
         result = json.loads((course / "autograder-results" / ASSIGNMENT / f"{student}.json").read_text())
         assert result["score"] == rows[student]
-        assert (course / "feedback" / student / ASSIGNMENT / "feedback.html").exists()
-    assert "not a valid notebook" in (course / "feedback" / "dave" / ASSIGNMENT / "feedback.html").read_text()
+        assert (course / "autograder-feedback" / ASSIGNMENT / f"{student}.html").exists()
+    assert "not a valid notebook" in (course / "autograder-feedback" / ASSIGNMENT / "dave.html").read_text()
     # Feedback may repeat a hidden test's message (that is what messages are for), never its code
     # or a solution.
-    shown = [leak for leak in leaks.scan([course / "feedback"]) if "(message)" not in leak.what]
+    shown = [leak for leak in leaks.scan([course / "autograder-feedback"]) if "(message)" not in leak.what]
     assert shown == [], "feedback must not show hidden tests or solutions"
     restored = json.loads((course / "autograded" / "alice" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
     graded_cells = [c for c in restored["cells"] if c["metadata"].get("nbgrader", {}).get("grade")]
@@ -99,7 +99,7 @@ def test_rerun_resumes_keeps_manual_grades_and_nbgrader_export_works(graded, lms
     with open(course / "export.csv") as handle:
         exported = {r["student_id"]: float(r["score"]) for r in csv.DictReader(handle)}
     assert exported == {"alice": 10.0, "bob": 1.5, "carol": 6.0, "dave": 0.0}
-    done = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", ASSIGNMENT], cwd=course,
+    done = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", ASSIGNMENT, "--force"], cwd=course,
                           env=nbgrader_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     page = (course / "feedback" / "alice" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
