@@ -105,7 +105,6 @@ class Worker:
     statements: list[dict]
     hide: list[str] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
-    uid: int | None = None
     cuda: bool = False
     skip: set = field(default_factory=set)
     process: subprocess.Popen | None = None
@@ -124,9 +123,7 @@ class Worker:
         scratch.mkdir()
         os.chmod(self._home, 0o755)
         os.chmod(code, 0o755)
-        if self.uid is not None and os.geteuid() == 0:
-            os.chown(scratch, self.uid, self.uid)
-        config = {"name": self._home.name, "scratch": str(scratch), "hide": self.hide, "uid": self.uid,
+        config = {"name": self._home.name, "scratch": str(scratch), "hide": self.hide,
                   "limits": {"memory_bytes": self.limits.memory_bytes, "cpu_seconds": self.limits.cpu_seconds,
                              "file_bytes": self.limits.file_bytes, "processes": self.limits.processes}}
         env = worker_env(scratch, self.cuda)
@@ -278,15 +275,13 @@ class Worker:
             return ""
 
     def kill(self) -> None:
-        """Kill the worker, its process group and every process of its user id."""
+        """Kill the worker and its process group (with it, its PID namespace and everything in it)."""
         pid = getattr(self, "_pid", None)
         if pid is not None:
             try:
                 os.killpg(pid, signal.SIGKILL)  # the worker leads its own session and group
             except (ProcessLookupError, PermissionError):
                 pass
-            if self.uid is not None and os.geteuid() == 0:
-                kill_user_processes(self.uid)
             if self._zygote is None and self.process is not None:
                 try:
                     self.process.wait(timeout=10)
@@ -321,24 +316,6 @@ class Worker:
             except WorkerError:
                 pass
         self.kill()
-
-
-def kill_user_processes(uid: int) -> None:
-    """SIGKILL every process owned by `uid` (a worker's own id), until none is left."""
-    for _ in range(50):
-        found = False
-        for entry in pathlib.Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                if entry.stat().st_uid == uid:
-                    found = True
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except (FileNotFoundError, ProcessLookupError, PermissionError):
-                continue
-        if not found:
-            return
-        time.sleep(0.05)
 
 
 def remove_cgroups(name: str) -> None:

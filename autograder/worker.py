@@ -8,7 +8,7 @@ itself, as far as the operating system allows, and says in its first message wha
   folders (hidden suites, solutions, submissions, the gradebook) are covered by empty ones;
 - resource limits: address space, CPU seconds, file size, processes, no core files;
 - a scratch working directory, a scrubbed environment (set by the parent) and, when started as
-  root, an unprivileged user id of its own.
+  root, no capabilities left.
 
 Then it serves requests over two pipes in the length-prefixed JSON of wire.py:
 ``load`` (execute the student's statements one by one, reporting progress so that a statement
@@ -75,22 +75,10 @@ def join_cgroups(name, limits):
     return joined
 
 
-def world_readable(path):
-    """True when an unprivileged user can reach and read `path` (every folder above it: o+x)."""
-    path = os.path.realpath(path)
-    while True:
-        mode = os.stat(path).st_mode
-        if not mode & 0o001:
-            return False
-        parent = os.path.dirname(path)
-        if parent == path:
-            return True
-        path = parent
-
-
 def drop_capabilities():
     """Keep uid 0 but without any capability: no remount, no unmount, no kill outside the PID
-    namespace. Used where the Python installation is not readable by another user id."""
+    namespace, no writes outside the scratch folder (the rest is mounted read-only). Not another
+    user id: the Python installation may be readable by root alone (as under /root here)."""
     for capability in range(64):
         LIBC.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
@@ -160,13 +148,7 @@ def isolate(config):
             held[name] = None
     os.chdir(config["scratch"])
     if os.geteuid() == 0:
-        if config.get("uid") and all(world_readable(p) for p in (sys.prefix, sys.base_prefix, sys.executable)):
-            os.setgroups([])
-            os.setgid(config["uid"])
-            os.setuid(config["uid"])
-            held["user"] = f"uid {os.getuid()}"
-        else:
-            held["user"] = "root without capabilities" if drop_capabilities() else "root"
+        held["user"] = "root without capabilities" if drop_capabilities() else "root"
     else:
         held["user"] = f"uid {os.getuid()}"
     LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)

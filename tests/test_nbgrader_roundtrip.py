@@ -57,11 +57,12 @@ def test_scores(graded):
     assert scores == {"reference": (10.0, 10.0), "stub": (0.0, 10.0), "half": (6.0, 10.0)}
 
 
-def test_autograded_notebooks_exist_and_restore_hidden_tests(graded):
+def test_autograded_notebooks_exist_with_their_test_cells(graded):
     course, _ = graded
     for student in ("reference", "stub", "half"):
         autograded = course / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
         nb = nbformat.read(autograded, as_version=4)
         tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
         assert len(tests) == 3
-        assert all("BEGIN HIDDEN TESTS" in c.source for c in tests)
+        # The hidden tests live in autograder/suites only: nothing hidden to restore or to leak.
+        assert all(c.source.startswith("check.") and "HIDDEN" not in c.source for c in tests)
