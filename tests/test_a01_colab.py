@@ -2,7 +2,6 @@
 visible checks; the released stub fails them, saying it is not implemented. The plausible wrong
 answers and the differently written right answers below are graded by the hidden suite in
 tests/test_autograder.py (each wrong answer loses points on a test whose message names it)."""
-import os
 import platform
 import textwrap
 

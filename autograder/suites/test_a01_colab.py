@@ -2,7 +2,6 @@
 would skip the exercise; then the tests, grouped by function, with points."""
 import os
 import platform
-import time
 
 import pytest
 import torch
