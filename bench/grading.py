@@ -74,7 +74,10 @@ def verify(course: pathlib.Path, expected: dict[str, float]) -> None:
     if feedback != set(expected):
         problems.append("feedback")
     if problems:
-        raise SystemExit(f"the engine's class results are wrong in: {', '.join(problems)}")
+        wrong = {name: (expected.get(name), in_results.get(name)) for name in sorted(set(expected) | set(in_results))
+                 if expected.get(name) != in_results.get(name)}
+        examples = "; ".join(f"{name}: expected {want}, got {got}" for name, (want, got) in list(wrong.items())[:5])
+        raise SystemExit(f"the engine's class results are wrong in: {', '.join(problems)} ({examples})")
     print(f"verified: {len(expected)} students: gradebook, CSV, results.json and feedback agree")
 
 

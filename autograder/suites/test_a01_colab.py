@@ -129,13 +129,15 @@ def test_time_matmul_reports_the_median_not_the_total(student, device):
 @pytest.mark.function("time_matmul")
 @pytest.mark.points(1)
 def test_time_matmul_measures_the_product(student, reference, device):
-    # Each value is already a median of 5 products; both are measured under the same conditions.
-    expected = reference.time_matmul(512, device)
-    got = student.time_matmul(512, device)
-    expect(isinstance(got, float) and got >= 0.2 * expected,
+    # Each value is a median of 5 products; taking the median of 3 calls on each side keeps one
+    # disturbed measurement (another process on the core) from deciding the grade.
+    expected = sorted(reference.time_matmul(512, device) for _ in range(3))[1]
+    got = sorted(student.time_matmul(512, device) for _ in range(3))
+    got = got[1] if all(isinstance(value, float) for value in got) else None
+    expect(got is not None and got >= 0.1 * expected,
            "time_matmul reports far less time than one product takes: time the product itself"
            + (" and synchronise the GPU before reading the clock" if device == "cuda" else ""))
-    expect(got <= 10 * expected + 0.005, "time_matmul reports far more time than one product takes")
+    expect(got <= 20 * expected + 0.01, "time_matmul reports far more time than one product takes")
 
 
 @pytest.mark.function("time_matmul")
