@@ -108,6 +108,10 @@ def test_rerun_resumes_keeps_manual_grades_and_nbgrader_export_works(graded, lms
 
 def test_a_changed_submission_is_regraded_and_the_old_one_kept(graded, tmp_path):
     course, _ = graded
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        grade = gradebook.find_grade("test-pick-device", ASSIGNMENT, ASSIGNMENT, "bob")
+        grade.manual_score = 1.5  # the instructor's decision, made before the late submission
+        gradebook.db.commit()
     archive = tmp_path / "late.zip"
     better = submission(tmp_path, name="b.ipynb")
     with zipfile.ZipFile(archive, "w") as bundle:
