@@ -244,10 +244,15 @@ def grade_class(assignment: str, course: pathlib.Path, jobs: int = 2, archive: p
         if progress and tqdm is not None:
             done = tqdm(done, total=len(futures), desc=f"grading {assignment}", unit="student", file=sys.stderr)
         for future in done:
+            student = futures[future]
             try:
-                results[futures[future]] = future.result()
-            except Exception as error:  # a grading process died: the others go on
-                results[futures[future]] = _failed(error)
+                results[student] = future.result()
+            except Exception as first:  # a grading process failed: try once more, then report it
+                try:
+                    results[student] = pool.submit(grade_one, assignment, student, found[student], course).result()
+                except Exception as error:
+                    print(f"autograder: grading {student} failed twice: {first!r}; {error!r}", file=sys.stderr)
+                    results[student] = _failed(error)
     ensure_assignment(course, assignment)
     rows = []
     for student in sorted(results):

@@ -278,16 +278,25 @@ class Worker:
         """Kill the worker and its process group (with it, its PID namespace and everything in it)."""
         pid = getattr(self, "_pid", None)
         if pid is not None:
-            try:
-                os.killpg(pid, signal.SIGKILL)  # the worker leads its own session and group
-            except (ProcessLookupError, PermissionError):
-                pass
+            gone = False
+            if self._zygote is not None:
+                # Once the fork server has reaped our worker its pid may belong to someone else's
+                # new worker: only a worker not yet reaped (running, or a zombie) is signalled.
+                try:
+                    gone = self._zygote.ask({"op": "status", "pid": pid, "wait": False}).get("status") is not None
+                except (WorkerError, OSError, ValueError):
+                    gone = True
+            if not gone:
+                try:
+                    os.killpg(pid, signal.SIGKILL)  # the worker leads its own session and group
+                except (ProcessLookupError, PermissionError):
+                    pass
             if self._zygote is None and self.process is not None:
                 try:
                     self.process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     pass
-            elif self._zygote is not None:
+            elif self._zygote is not None and not gone:
                 try:
                     self._zygote.ask({"op": "status", "pid": pid})  # reap it
                 except (WorkerError, OSError, ValueError):

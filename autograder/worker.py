@@ -356,7 +356,7 @@ def zygote():
         request = json.loads(line)
         reap()
         if request["op"] == "status":
-            deadline = time.monotonic() + 2
+            deadline = time.monotonic() + (2 if request.get("wait", True) else 0)
             while request["pid"] not in statuses and time.monotonic() < deadline:
                 time.sleep(0.02)
                 reap()

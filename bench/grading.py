@@ -88,6 +88,9 @@ def run(command, cwd, failing_submissions_ok=False) -> float:
     done = subprocess.run(command, cwd=cwd, env=nbgrader_env(), capture_output=True, text=True)
     if done.returncode != 0 and not (failing_submissions_ok and "There was an error processing" in done.stderr):
         raise SystemExit(f"{' '.join(map(str, command))} failed:\n{done.stderr[-3000:]}")
+    for line in done.stderr.splitlines():
+        if line.startswith("autograder:"):  # what the grader itself reported (e.g. a retried failure)
+            print(line)
     return time.perf_counter() - start
 
 
