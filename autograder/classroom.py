@@ -253,7 +253,6 @@ def grade_class(assignment: str, course: pathlib.Path, jobs: int = 2, archive: p
                 except Exception as error:
                     print(f"autograder: grading {student} failed twice: {first!r}; {error!r}", file=sys.stderr)
                     results[student] = _failed(error)
-    ensure_assignment(course, assignment)
     rows = []
     for student in sorted(results):
         result = results[student]

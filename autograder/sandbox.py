@@ -329,8 +329,9 @@ class Worker:
 
 def remove_cgroups(name: str) -> None:
     """Remove the worker's cgroups (autograder/<name> under each hierarchy), killing what is left."""
-    for base in pathlib.Path("/sys/fs/cgroup").glob("**/autograder"):
-        group = base / name
+    # The hierarchies worker.join_cgroups uses; walking all of /sys/fs/cgroup costs ~0.1 s a kill.
+    for base in ("pids", "memory", "unified", ""):
+        group = pathlib.Path("/sys/fs/cgroup", base, "autograder", name)
         if not group.is_dir():
             continue
         for _ in range(50):
