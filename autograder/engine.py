@@ -54,7 +54,9 @@ class Proxy:
                  broken: str | None = None):
         self.worker, self.missing, self.banned, self.broken = worker, missing, banned, broken
         self.banned_used: dict[str, set] = {}
-        self.last_call_seconds = 0.0
+        self.last_call_seconds = 0.0  # the whole request, transfer of arguments and result included
+        self.last_function_seconds = 0.0  # the function alone, timed in the worker
+        self.last_modified: list = []
 
     def __getattr__(self, name):
         if name.startswith("_"):
@@ -69,13 +71,17 @@ class Proxy:
         reply = self.worker.call(name, args, kwargs, scenario=scenario, banned=self.banned.get(name, []),
                                  seconds=seconds)
         self.last_call_seconds = reply.get("wall_seconds", 0.0)
+        self.last_function_seconds = reply.get("seconds", self.last_call_seconds)
+        self.last_modified = reply.get("modified", [])  # tensor arguments the call changed in place
         if reply.get("banned_used"):
             self.banned_used.setdefault(name, set()).update(reply["banned_used"])
         if not reply.get("ok"):
             error = reply.get("error", "no answer")
             if error.startswith("NotImplementedError"):
                 raise Finding(f"{name} is not implemented yet (it still raises NotImplementedError)")
-            raise Finding(failure or f"{name} failed: {error}")
+            if failure:  # the test's own sentence; "{error}" in it stands for the error
+                raise Finding(failure.replace("{error}", error))
+            raise Finding(f"{name} failed: {error}")
         return reply["value"]
 
 

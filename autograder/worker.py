@@ -215,6 +215,26 @@ class Patched:
                 setattr(owner, attribute, value)
 
 
+def _tensor_copies(args, kwargs):
+    """Copies of the tensor arguments, to tell afterwards whether the call changed them in place."""
+    import torch
+
+    named = list(enumerate(args)) + list(kwargs.items())
+    return [(key, value.detach().clone()) for key, value in named if isinstance(value, torch.Tensor)]
+
+
+def _modified(originals, args, kwargs):
+    """The positions (or keyword names) of the tensor arguments that the call changed."""
+    changed = []
+    for key, before in originals:
+        after = args[key] if isinstance(key, int) else kwargs[key]
+        same = (after.shape == before.shape and after.dtype == before.dtype
+                and bool(((after == before) | (after != after) & (before != before)).all()))
+        if not same:
+            changed.append(key)
+    return changed
+
+
 def banned_recorders(banned, used):
     """Wrap each banned callable ("module.attr" or "module.Class.attr") to record its use."""
     patches = []
@@ -310,10 +330,12 @@ def serve(config, inbox, outbox):
                 numpy.random.seed(message.get("seed", 0))
                 patches = scenario_patches(message.get("scenario"), namespace)
                 patches += banned_recorders(message.get("banned", []), used)
+                originals = _tensor_copies(args, kwargs)
                 with Patched(patches):
                     start = clock()
                     value = function(*args, **kwargs)
                     reply["seconds"] = clock() - start
+                reply["modified"] = _modified(originals, args, kwargs)
                 reply["value"] = wire.encode(value)
                 reply["ok"] = True
             except KeyError:

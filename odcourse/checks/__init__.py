@@ -33,6 +33,7 @@ class Report:
         self.name = name
         self.total = 0
         self.problems: list[str] = []
+        self.pictures: list[Callable] = []
 
     def expect(self, ok: bool, problem: str) -> bool:
         """Count one check; remember `problem` (a sentence) when `ok` is false."""
@@ -40,6 +41,22 @@ class Report:
         if not ok:
             self.problems.append(problem)
         return bool(ok)
+
+    def illustrate(self, draw: Callable) -> None:
+        """Remember `draw() -> Figure`, a picture of the inputs, shown only if the check fails."""
+        self.pictures.append(draw)
+
+    def _show_pictures(self) -> None:
+        from IPython.display import display
+        import matplotlib.pyplot as plt
+
+        for draw in self.pictures:
+            try:
+                figure = draw()
+            except Exception:  # a picture must never hide the findings
+                continue
+            display(figure)
+            plt.close(figure)
 
     def call(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         """Call the student's function; a raised exception becomes a finding and stops the check."""
@@ -63,6 +80,7 @@ class Report:
         if kind is not None:
             return False  # CheckFailed from call(), or a bug in the check itself
         if self.problems:
+            self._show_pictures()
             lines = [f"{self.name}: {len(self.problems)} of {self.total} visible checks failed:"]
             lines += [f"  - {problem}" for problem in self.problems]
             raise CheckFailed("\n".join(lines))
