@@ -18,7 +18,9 @@ import zipfile
 from . import engine
 
 ROOT = engine.ROOT
-NEEDED = ("torch", "torchvision", "numpy", "matplotlib", "ipywidgets", "pytest", "nbformat", "pillow", "psutil")
+# What the grader, the hidden suites and the helper package import (their own dependencies follow).
+NEEDED = ("torch", "torchvision", "numpy", "matplotlib", "ipywidgets", "pytest", "nbformat", "pillow", "psutil",
+          "hypothesis", "scikit-image", "scipy", "networkx")
 
 SETUP = """#!/usr/bin/env bash
 # Gradescope runs this once to build the image.
@@ -62,8 +64,10 @@ def bundle(assignment: str, target: pathlib.Path) -> pathlib.Path:
     }
     for path in sorted((ROOT / "autograder").glob("*.py")):
         files[f"source/autograder/{path.name}"] = path.read_text()
-    for name in ("conftest.py", "pytest.ini", engine.suite_path(assignment).name):
-        files[f"source/autograder/suites/{name}"] = (ROOT / "autograder" / "suites" / name).read_text()
+    suites = ROOT / "autograder" / "suites"
+    shared = [p.name for p in sorted(suites.glob("*.py")) if not p.name.startswith("test_")]  # conftest, support
+    for name in shared + ["pytest.ini", engine.suite_path(assignment).name]:
+        files[f"source/autograder/suites/{name}"] = (suites / name).read_text()
     for path in sorted((ROOT / "odcourse").rglob("*.py")):
         files[f"source/odcourse/{path.relative_to(ROOT / 'odcourse')}"] = path.read_text()
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -58,3 +58,17 @@ def test_bundle_grades_a_submission(bundle, tmp_path):
 def test_bundle_with_a_broken_upload(bundle, tmp_path):
     result = fake_autograder(bundle, tmp_path, "a01-colab.ipynb", b"{oops")
     assert result["score"] == 0 and "not a valid notebook" in result["output"]
+
+
+def test_bundle_of_a_later_assignment_grades_its_reference(tmp_path):
+    target = tmp_path / "a02.zip"
+    done = subprocess.run([sys.executable, "-m", "autograder", "gradescope", "a02-proposals", "-o", str(target)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with zipfile.ZipFile(target) as archive:
+        requirements = archive.read("source/requirements.txt").decode()
+        assert "source/autograder/suites/support.py" in archive.namelist()
+    assert "hypothesis==" in requirements and "scikit-image==" in requirements
+    reference = (ROOT / "solutions" / "a02-proposals" / "a02-proposals.ipynb").read_bytes()
+    result = fake_autograder(target, tmp_path, "a02-proposals.ipynb", reference)
+    assert result["score"] == result["max_score"] == 20
