@@ -9,6 +9,7 @@ import psutil
 import pytest
 import torch
 
+from coursetools.reference import load_reference
 from tests.conftest import ROOT
 from tests.notebook_grading import run_graded_cells
 
@@ -35,28 +36,17 @@ def test_released_stub_earns_zero_and_says_not_implemented():
         assert "not implemented yet" in outcome.message, outcome.message
 
 
-def reference_namespace():
-    namespace = {}
-    import nbformat
-    nb = nbformat.read(SOURCE, as_version=4)
-    for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") in ("imports", "pick-device", "environment-report",
-                                                                  "time-matmul"):
-            exec(cell.source, namespace)
-    return namespace
-
-
 def test_reference_agrees_with_independent_sources():
-    ref = reference_namespace()
-    report = ref["environment_report"]()
+    ref = load_reference("a01-colab")
+    report = ref.environment_report()
     assert report["ram_gb"] == pytest.approx(psutil.virtual_memory().total / 2**30, abs=0.006)
     assert report["cpu_count"] == psutil.cpu_count(logical=True)
     assert report["python"] == platform.python_version()
     with open("/etc/os-release") as handle:  # the project's tests run on Linux
         pretty = [line.split("=", 1)[1].strip().strip('"') for line in handle if line.startswith("PRETTY_NAME=")]
     assert report["os"] == pretty[0]
-    assert ref["pick_device"]().type == ("cuda" if torch.cuda.is_available() else "cpu")
-    seconds = ref["time_matmul"](512, "cpu")
+    assert ref.pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    seconds = ref.time_matmul(512, "cpu")
     assert isinstance(seconds, float) and 0 < seconds < 5
 
 
