@@ -3,6 +3,7 @@ ops, brute-force loops, a numpy re-implementation of the grouping that recompute
 from its pixels); plausible wrong answers lose points on the test that names the mistake; right
 answers written differently earn full marks."""
 import math
+import textwrap
 
 import numpy as np
 import pytest
@@ -159,6 +160,28 @@ def test_proposal_recall_equals_a_torchvision_count():
 
 # Wrong answers lose points where their mistake is named -----------------------------------------
 
+# The task's rules for sliding_windows as plain loops; the wrong answers below change one passage.
+WINDOWS_LOOP = """
+def sliding_windows(image_size, window_sizes, aspect_ratios, stride):
+    height, width = image_size
+    out = []
+    for s in window_sizes:
+        for r in aspect_ratios:
+            w, h = math.floor(s / math.sqrt(r) + 0.5), math.floor(s * math.sqrt(r) + 0.5)
+            for y in range(0, height - h + 1, stride):
+                for x in range(0, width - w + 1, stride):
+                    out.append([x, y, x + w, y + h])
+    return torch.tensor(out, dtype=torch.float32).reshape(-1, 4)
+"""
+
+
+def windows_variant(old: str, new: str) -> str:
+    """WINDOWS_LOOP with one passage changed, dedented as a student's cell."""
+    source = textwrap.dedent(WINDOWS_LOOP)
+    assert old in source, old
+    return source.replace(old, new)
+
+
 # proposal_recall uses box_iou, which uses box_area, as the notebook asks.
 DEPENDENTS = {"box-area": {"box_iou", "proposal_recall"}, "box-iou": {"proposal_recall"}}
 AREA_HEAD = "def box_area(boxes):\n"
@@ -210,55 +233,19 @@ WRONG = {
                 out[i, j] = inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
         return out
         """, "too slow"),
-    # sliding_windows
-    "aspect ratio read as width over height": ("sliding-windows", """
-        def sliding_windows(image_size, window_sizes, aspect_ratios, stride):
-            height, width = image_size
-            out = []
-            for s in window_sizes:
-                for r in aspect_ratios:
-                    w, h = math.floor(s * math.sqrt(r) + 0.5), math.floor(s / math.sqrt(r) + 0.5)
-                    for y in range(0, height - h + 1, stride):
-                        for x in range(0, width - w + 1, stride):
-                            out.append([x, y, x + w, y + h])
-            return torch.tensor(out, dtype=torch.float32).reshape(-1, 4)
-        """, "r = 2 is a tall window"),
-    "last position left out": ("sliding-windows", """
-        def sliding_windows(image_size, window_sizes, aspect_ratios, stride):
-            height, width = image_size
-            out = []
-            for s in window_sizes:
-                for r in aspect_ratios:
-                    w, h = math.floor(s / math.sqrt(r) + 0.5), math.floor(s * math.sqrt(r) + 0.5)
-                    for y in range(0, height - h, stride):
-                        for x in range(0, width - w, stride):
-                            out.append([x, y, x + w, y + h])
-            return torch.tensor(out, dtype=torch.float32).reshape(-1, 4)
-        """, "x + w <= W, not x + w < W"),
-    "columns before rows": ("sliding-windows", """
-        def sliding_windows(image_size, window_sizes, aspect_ratios, stride):
-            height, width = image_size
-            out = []
-            for s in window_sizes:
-                for r in aspect_ratios:
-                    w, h = math.floor(s / math.sqrt(r) + 0.5), math.floor(s * math.sqrt(r) + 0.5)
-                    for x in range(0, width - w + 1, stride):
-                        for y in range(0, height - h + 1, stride):
-                            out.append([x, y, x + w, y + h])
-            return torch.tensor(out, dtype=torch.float32).reshape(-1, 4)
-        """, "row by row"),
-    "sizes truncated instead of rounded": ("sliding-windows", """
-        def sliding_windows(image_size, window_sizes, aspect_ratios, stride):
-            height, width = image_size
-            out = []
-            for s in window_sizes:
-                for r in aspect_ratios:
-                    w, h = int(s / math.sqrt(r)), int(s * math.sqrt(r))
-                    for y in range(0, height - h + 1, stride):
-                        for x in range(0, width - w + 1, stride):
-                            out.append([x, y, x + w, y + h])
-            return torch.tensor(out, dtype=torch.float32).reshape(-1, 4)
-        """, "floor(s / sqrt(r) + 0.5)"),
+    # sliding_windows: the task's loops with one slip each
+    "aspect ratio read as width over height": ("sliding-windows", windows_variant(
+        "w, h = math.floor(s / math.sqrt(r) + 0.5), math.floor(s * math.sqrt(r) + 0.5)",
+        "w, h = math.floor(s * math.sqrt(r) + 0.5), math.floor(s / math.sqrt(r) + 0.5)"), "r = 2 is a tall window"),
+    "last position left out": ("sliding-windows", windows_variant(
+        "range(0, height - h + 1, stride):\n                for x in range(0, width - w + 1, stride)",
+        "range(0, height - h, stride):\n                for x in range(0, width - w, stride)"), "x + w <= W, not x + w < W"),
+    "columns before rows": ("sliding-windows", windows_variant(
+        "for y in range(0, height - h + 1, stride):\n                for x in range(0, width - w + 1, stride)",
+        "for x in range(0, width - w + 1, stride):\n                for y in range(0, height - h + 1, stride)"), "row by row"),
+    "sizes truncated instead of rounded": ("sliding-windows", windows_variant(
+        "w, h = math.floor(s / math.sqrt(r) + 0.5), math.floor(s * math.sqrt(r) + 0.5)",
+        "w, h = int(s / math.sqrt(r)), int(s * math.sqrt(r))"), "floor(s / sqrt(r) + 0.5)"),
     # proposal_recall (each uses the reference's box_iou, which the notebook keeps)
     "threshold exclusive": ("proposal-recall", """
         def proposal_recall(proposals, gt_boxes, iou_threshold=0.5):
