@@ -63,18 +63,28 @@ class Proxy:
             raise AttributeError(name)
         return lambda *args, **kwargs: self.call(name, *args, **kwargs)
 
-    def call(self, name, *args, scenario=None, failure=None, seconds=None, **kwargs):
+    def call(self, name, *args, scenario=None, failure=None, seconds=None, probe=None, **kwargs):
+        """Call `name` (a dotted name reaches an attribute: "RoIPoolFunction.apply") in the worker.
+
+        probe: what trusted code in the worker does around the call (autograder.worker.run_probe):
+        {"kind": "backward", "wrt": [argument positions], "grad_output": tensor} returns
+        (value, gradients of sum(value * grad_output) with respect to those arguments); without
+        "grad_output" the gradients of sum(value); with "discard": True it returns None (a timed
+        forward and backward pass, nothing sent back);
+        {"kind": "gradcheck", "wrt": [...]} returns "passed" or what torch.autograd.gradcheck found.
+        """
         if self.broken:
             raise Finding(self.broken)
-        if name in self.missing:
-            raise Finding(f"{name} was not found in the notebook: {self.missing[name]}")
-        reply = self.worker.call(name, args, kwargs, scenario=scenario, banned=self.banned.get(name, []),
-                                 seconds=seconds)
+        if name.split(".")[0] in self.missing:
+            head = name.split(".")[0]
+            raise Finding(f"{head} was not found in the notebook: {self.missing[head]}")
+        reply = self.worker.call(name, args, kwargs, scenario=scenario, banned=self.banned.get(name.split(".")[0], []),
+                                 seconds=seconds, probe=probe)
         self.last_call_seconds = reply.get("wall_seconds", 0.0)
         self.last_function_seconds = reply.get("seconds", self.last_call_seconds)
         self.last_modified = reply.get("modified", [])  # tensor arguments the call changed in place
         if reply.get("banned_used"):
-            self.banned_used.setdefault(name, set()).update(reply["banned_used"])
+            self.banned_used.setdefault(name.split(".")[0], set()).update(reply["banned_used"])
         if not reply.get("ok"):
             error = reply.get("error", "no answer")
             if error.startswith("NotImplementedError"):

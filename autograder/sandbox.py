@@ -204,7 +204,7 @@ class Worker:
             return
 
     def call(self, name: str, args=(), kwargs=None, scenario: str | None = None, banned=(), seed: int = 0,
-             seconds: float | None = None) -> dict:
+             seconds: float | None = None, probe: dict | None = None) -> dict:
         """Call the student's `name`; return the reply dict (ok, value, error, seconds, banned_used).
 
         A worker that does not answer within the limit is killed and the reply says so; the next
@@ -214,7 +214,8 @@ class Worker:
             self.start()
         message = {"op": "call", "name": name, "args": [wire.encode(a) for a in args],
                    "kwargs": {k: wire.encode(v) for k, v in (kwargs or {}).items()},
-                   "scenario": scenario, "banned": list(banned), "seed": seed}
+                   "scenario": scenario, "banned": list(banned), "seed": seed,
+                   "probe": {k: wire.encode(v) for k, v in probe.items()} if probe else None}
         limit = seconds or self.limits.call_seconds
         started = time.monotonic()
         try:

@@ -50,7 +50,7 @@ def assert_mistake_is_named(assignment: str, folder, grade_id: str, code: str, p
     `phrase`; every other function keeps all its points, but those in `dependents` (functions
     that call the wrong one, as the assignment asks)."""
     result = grade(assignment, folder, {grade_id: code})
-    function = grade_id.replace("-", "_")
+    function = {g: name for name, g in engine.suite_spec(assignment)[0].items()}[grade_id]
     got = scores(result)
     assert got[function][0] < got[function][1], f"the wrong answer kept all its points: {result['tests']}"
     assert all(g == top for name, (g, top) in got.items() if name != function and name not in dependents), got

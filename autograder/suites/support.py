@@ -73,21 +73,26 @@ def expect_unchanged(proxy, name: str) -> None:
 
 
 def expect_fast(student, reference, name: str, args: tuple, factor: float, floor: float = 0.02,
-                hint: str = "use tensor operations on all boxes at once, not a Python loop") -> None:
+                hint: str = "use tensor operations on all boxes at once, not a Python loop",
+                backward: bool = False) -> None:
     """The student's function takes at most `factor` times the reference's time on `args`
-    (best of 2 of up to 3 runs, timed inside the workers; `floor` seconds are always allowed)."""
-    failure = f"{name} did not finish in time on a large input ({{error}}); {hint}"
+    (best of 2 of up to 3 runs, timed inside the workers; `floor` seconds are always allowed).
+    backward: time a training step, the call and the backward pass of the sum of its result with
+    respect to the first argument."""
+    what = "forward and backward pass" if backward else "call"
+    failure = f"{name} ({what}) did not finish in time on a large input ({{error}}); {hint}"
+    probe = {"kind": "backward", "wrt": [0], "discard": True} if backward else None
     runs = []
     for _ in range(3):
-        reference.call(name, *args)
+        reference.call(name, *args, probe=probe)
         runs.append(reference.last_function_seconds)
     limit = max(factor * statistics.median(runs), floor)
     slow, fast = [], []
     while len(slow) < 2 and len(fast) < 2:  # two runs on the same side of the limit decide
-        student.call(name, *args, failure=failure)
+        student.call(name, *args, failure=failure, probe=probe)
         (slow if student.last_function_seconds > limit else fast).append(student.last_function_seconds)
     if len(fast) < 2:
-        expect(False, f"{name} is too slow: {min(slow):.3f} s where the limit is {limit:.3f} s "
+        expect(False, f"{name} is too slow: its {what} takes {min(slow):.3f} s where the limit is {limit:.3f} s "
                       f"({factor:g} times the reference on the same input); {hint}")
 
 
