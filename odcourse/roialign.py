@@ -24,6 +24,7 @@ from torch import Tensor
 from torchvision.ops import roi_align, roi_pool
 
 from .draw import PALETTE
+from .roipool import quantise_box, roi_sections
 from .widgets import Explorer
 
 
@@ -98,26 +99,14 @@ def pool_bins(box, output_size: int, height: int, width: int, spatial_scale: flo
     box: 4 numbers (x1, y1, x2, y2); the feature map is height x width cells. Returns int64
     [output_size, output_size, 4]: (col_start, row_start, col_end, row_end) of bin (p, q), ends
     excluded, clipped to the map; a bin with end <= start is empty (torchvision outputs 0).
-    The corners are rounded to whole cells (halves away from zero) and x2, y2 count as the
-    last cell *inside* the box; bin p of a region n cells long spans cells
-    floor(p n / P) .. ceil((p + 1) n / P) - 1 from the region's first cell.
+    The rules are chapter 4's (:func:`odcourse.roipool.quantise_box`, :func:`odcourse.roipool.roi_sections`).
     """
-    b = torch.as_tensor(box, dtype=torch.float32).reshape(4) * torch.tensor(spatial_scale, dtype=torch.float32)
-    corners = (torch.sign(b) * torch.floor(b.abs() + 0.5)).to(torch.int64).tolist()  # C's round()
-    col0, row0, col1, row1 = corners
-
-    def axis(first: int, last: int, limit: int) -> tuple[Tensor, Tensor]:
-        bin_size = torch.tensor(float(max(last - first + 1, 1))) / output_size
-        p = torch.arange(output_size, dtype=torch.float32)
-        start = torch.floor(p * bin_size).to(torch.int64) + first
-        end = torch.ceil((p + 1) * bin_size).to(torch.int64) + first
-        return start.clamp(0, limit), end.clamp(0, limit)
-
-    cs, ce = axis(col0, col1, width)
-    rs, re = axis(row0, row1, height)
+    col0, row0, col1, row1 = quantise_box(box, spatial_scale)
+    rows = torch.tensor(roi_sections(row0, row1, output_size, height))  # output_size, 2
+    cols = torch.tensor(roi_sections(col0, col1, output_size, width))
     grid = torch.empty(output_size, output_size, 4, dtype=torch.int64)
-    grid[..., 0], grid[..., 2] = cs[None, :], ce[None, :]
-    grid[..., 1], grid[..., 3] = rs[:, None], re[:, None]
+    grid[..., 0], grid[..., 2] = cols[None, :, 0], cols[None, :, 1]
+    grid[..., 1], grid[..., 3] = rows[:, None, 0], rows[:, None, 1]
     return grid
 
 
