@@ -53,6 +53,22 @@ def test_command_line_contract(tmp_path):
     assert "a01-colab.ipynb: 10 / 10" in done.stdout
 
 
+def test_every_assignment_id_is_known_to_the_command_line():
+    """The ids are the solutions' folder names (hyphens only, e.g. a04-roi-pooling), whatever the
+    suite files are called."""
+    assert engine.known_assignments() == sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
+
+
+def test_a_multi_word_id_grades_through_the_command_line(tmp_path):
+    notebook = ROOT / "assignments" / "a06-roi-align" / "a06-roi-align.ipynb"
+    out = tmp_path / "results.json"
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", "a06-roi-align", str(notebook), "--json",
+                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["score"] == 0 and result["max_score"] == 20 and len(result["tests"]) == 15
+
+
 def test_unknown_assignment_is_a_usage_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "autograder", "grade", "a99-none", str(SOURCE), "--json",
                            str(tmp_path / "r.json")], cwd=ROOT, capture_output=True, text=True)
