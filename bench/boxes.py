@@ -10,7 +10,6 @@ suites limit students to a multiple of the reference, so this bounds what the co
 """
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
@@ -21,6 +20,7 @@ from torchvision.models.detection._utils import BoxCoder
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.options import device_and_threads  # noqa: E402
 from coursetools.reference import load_reference  # noqa: E402
 
 
@@ -36,13 +36,7 @@ def median_seconds(statement: str, **names) -> float:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (default 1, as graders run)")
-    args = parser.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no GPU in this runtime")
-    torch.set_num_threads(args.threads)
+    args = device_and_threads(__doc__.splitlines()[0], argv)
     device = args.device
     a02, a03 = load_reference("a02-proposals"), load_reference("a03-rcnn")
     boxes1, boxes2 = random_boxes(2000, 800, device, 0), random_boxes(2000, 800, device, 1)

@@ -11,7 +11,6 @@ times the reference). Each figure is the median of torch.utils.benchmark's block
 """
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
@@ -21,6 +20,7 @@ from torch.utils import benchmark
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.options import device_and_threads  # noqa: E402
 from coursetools.reference import load_reference  # noqa: E402
 
 
@@ -49,13 +49,7 @@ def median_seconds(step, *args) -> float:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads (default 1, as graders run)")
-    args = parser.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no GPU in this runtime")
-    torch.set_num_threads(args.threads)
+    args = device_and_threads(__doc__.splitlines()[0], argv)
     a04, a06 = load_reference("a04-roi-pooling"), load_reference("a06-roi-align")
     features, boxes = workload(args.device)
     cases = [
