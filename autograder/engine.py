@@ -72,7 +72,13 @@ class Proxy:
         (value, gradients of sum(value * grad_output) with respect to those arguments); without
         "grad_output" the gradients of sum(value); with "discard": True it returns None (a timed
         forward and backward pass, nothing sent back);
-        {"kind": "gradcheck", "wrt": [...]} returns "passed" or what torch.autograd.gradcheck found.
+        {"kind": "gradcheck", "wrt": [...]} returns "passed" or what torch.autograd.gradcheck found;
+        {"kind": "requires_grad", "wrt": [...]} returns, for each tensor of the result, whether a
+        gradient would flow back from it to those arguments;
+        {"kind": "module", "inputs": ..., "state_dict": ..., "backward": bool} builds the module
+        `name(*args)` and returns {"state", "outputs", "gradients"} (worker.probe_module);
+        {"kind": "seeded", "seeds": [...], "generator": bool} returns the results under each seed
+        (worker.probe_seeded).
         """
         if self.broken:
             raise Finding(self.broken)

@@ -238,7 +238,8 @@ def _modified(originals, args, kwargs):
 def trusted_caller(frame) -> bool:
     """Calls made by the grader's probes or by autograd's own machinery (gradcheck) are not the
     student's use of a banned name (a probe computes gradients with torch.autograd.grad)."""
-    return frame.f_code is run_probe.__code__ or frame.f_globals.get("__name__", "").startswith("torch.autograd")
+    return (frame.f_code in (run_probe.__code__, probe_module.__code__, probe_seeded.__code__)
+            or frame.f_globals.get("__name__", "").startswith("torch.autograd"))
 
 
 def banned_recorders(banned, used):
@@ -280,11 +281,22 @@ def resolve(namespace, name):
     return value
 
 
+def call_student(function, *args, **kwargs):
+    """The probes call the student's code from here, a frame that trusted_caller does not trust,
+    so that nothing the student's code calls is ever taken for the probe's own work."""
+    return function(*args, **kwargs)
+
+
 def run_probe(function, args, kwargs, probe):
     """Trusted code around a call that the suites cannot do from the grading process, where no
-    student code may run: gradients through the student's function, and gradcheck."""
+    student code may run: gradients through the student's function, gradcheck, a module built by
+    the student's class, and calls under many random seeds."""
     import torch
 
+    if probe["kind"] == "module":
+        return probe_module(function, args, kwargs, probe)
+    if probe["kind"] == "seeded":
+        return probe_seeded(function, args, kwargs, probe)
     args = list(args)
     wrt = [int(i) for i in probe["wrt"]]
     for i in wrt:
@@ -294,7 +306,7 @@ def run_probe(function, args, kwargs, probe):
             call = list(args)
             for i, tensor in zip(wrt, inputs):
                 call[i] = tensor
-            return function(*call, **kwargs)
+            return call_student(function, *call, **kwargs)
         try:
             torch.autograd.gradcheck(with_inputs, tuple(args[i] for i in wrt), eps=1e-6, atol=1e-5, rtol=1e-3)
         except NotImplementedError:  # the stub: reported as not implemented, not as a wrong gradient
@@ -303,9 +315,14 @@ def run_probe(function, args, kwargs, probe):
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             return f"failed: {first[:300]}"
         return "passed"
+    if probe["kind"] == "requires_grad":  # does a gradient flow back from each tensor of the result?
+        with torch.enable_grad():
+            value = call_student(function, *args, **kwargs)
+        outputs = list(value) if isinstance(value, (tuple, list)) else [value]
+        return [bool(v.requires_grad) if isinstance(v, torch.Tensor) else None for v in outputs]
     if probe["kind"] == "backward":
         with torch.enable_grad():
-            value = function(*args, **kwargs)
+            value = call_student(function, *args, **kwargs)
         # A tuple of tensors (two losses) takes a tuple of grad_outputs, one each.
         outputs = list(value) if isinstance(value, (tuple, list)) else [value]
         grad_outputs = probe.get("grad_output")
@@ -326,6 +343,85 @@ def run_probe(function, args, kwargs, probe):
         detached = tuple(v.detach() for v in outputs)
         return (detached if isinstance(value, (tuple, list)) else detached[0]), grads
     raise ValueError(f"unknown probe {probe['kind']!r}")
+
+
+def probe_module(cls, args, kwargs, probe):
+    """Build `cls(*args, **kwargs)` (a torch.nn.Module) and report on it:
+    {"state": its state dict as built}, and with probe["inputs"] (the forward's one argument,
+    tensors or lists of them) also {"outputs": the forward's result, detached}, after loading
+    probe["state_dict"] when given; with probe["backward"] also {"gradients": of the sum of all
+    outputs with respect to each parameter, by name}."""
+    import torch
+
+    module = call_student(cls, *args, **kwargs)
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"{getattr(cls, '__name__', cls)}(...) made a {type(module).__name__}, not a torch.nn.Module")
+    report = {"state": {k: v.detach().clone() for k, v in module.state_dict().items()}}
+    if probe.get("inputs") is None:
+        return report
+    if probe.get("state_dict") is not None:
+        module.load_state_dict(probe["state_dict"])
+    inputs = probe["inputs"]
+    device = next((t.device for t in _tensors(inputs)), torch.device("cpu"))
+    module.to(device)
+    with torch.enable_grad():
+        outputs = call_student(module, inputs)
+    report["outputs"] = _detached(outputs)
+    if probe.get("backward"):
+        flat = [t for t in _tensors(outputs) if t.requires_grad]
+        if not flat:
+            raise TypeError("the module's outputs do not depend on its parameters through operations autograd can follow")
+        named = [(k, p) for k, p in module.named_parameters() if p.requires_grad]
+        grads = torch.autograd.grad(sum(t.sum() for t in flat), [p for _, p in named], allow_unused=True)
+        report["gradients"] = {k: (torch.zeros_like(p) if g is None else g.detach()) for (k, p), g in zip(named, grads)}
+    return report
+
+
+def probe_seeded(function, args, kwargs, probe):
+    """The function's results under each of probe["seeds"]: a torch.Generator seeded with it passed
+    as `generator=` (probe["generator"] true; on the first tensor argument's device), or the global
+    generator seeded with torch.manual_seed. Results that are tuples of same-shaped tensors come
+    back stacked (one row per seed)."""
+    import torch
+
+    device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
+    results = []
+    for seed in probe["seeds"]:
+        if probe.get("generator"):
+            generator = torch.Generator(device=device).manual_seed(int(seed))
+            results.append(call_student(function, *args, generator=generator, **kwargs))
+        else:
+            torch.manual_seed(int(seed))
+            results.append(call_student(function, *args, **kwargs))
+    try:
+        return tuple(torch.stack([r[i].detach() for r in results]) for i in range(len(results[0])))
+    except Exception:
+        return [_detached(r) for r in results]
+
+
+def _tensors(value):
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+
+
+def _detached(value):
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_detached(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _detached(v) for k, v in value.items()}
+    return value
 
 
 def describe_error(error):

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from autograder.checks import expect
 from autograder.suites.support import (GRADING, box_sets, expect_close, expect_fast, expect_tensor_like,
-                                       expect_unchanged, noncontiguous, random_boxes)
+                                       expect_unchanged, generator, noncontiguous, random_boxes)
 
 FUNCTIONS = {"box_area": "box-area", "box_iou": "box-iou", "sliding_windows": "sliding-windows",
              "selective_search": "selective-search", "proposal_recall": "proposal-recall"}
@@ -21,10 +21,6 @@ BANNED = {
                          "odcourse.proposals.selective_search_hierarchy"],
     "proposal_recall": ["torchvision.ops"],
 }
-
-
-def generator(seed):
-    return torch.Generator().manual_seed(seed)
 
 
 # box_area -------------------------------------------------------------------------------------

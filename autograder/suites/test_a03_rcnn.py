@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from autograder.checks import expect
 from autograder.suites.support import (GRADING, expect_close, expect_fast, expect_tensor_like, expect_unchanged,
-                                       noncontiguous)
+                                       generator, noncontiguous)
 
 FUNCTIONS = {"encode_boxes": "encode-boxes", "decode_boxes": "decode-boxes", "warp_region": "warp-region",
              "fit_box_regressor": "fit-box-regressor", "train_linear_svm": "train-linear-svm"}
@@ -21,10 +21,6 @@ BANNED = {
     "train_linear_svm": ["sklearn", "scipy"],
 }
 WEIGHTS = [(1.0, 1.0, 1.0, 1.0), (10.0, 10.0, 5.0, 5.0), (2.0, 3.0, 4.0, 0.5)]
-
-
-def generator(seed):
-    return torch.Generator().manual_seed(seed)
 
 
 def boxes(g, n, dtype=torch.float64, scale=100.0):

@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autograder.checks import expect
-from autograder.suites.support import GRADING, expect_close, expect_fast, expect_tensor_like, expect_unchanged
+from autograder.suites.support import (GRADING, expect_close, expect_fast, expect_tensor_like, expect_unchanged,
+                                       generator)
 
 FUNCTIONS = {"roi_pool": "roi-pool", "RoIPoolFunction": "roi-pool-function",
              "spatial_pyramid_pool": "spatial-pyramid-pool", "fast_rcnn_loss": "fast-rcnn-loss"}
@@ -19,10 +20,6 @@ BANNED = {
     "fast_rcnn_loss": ["torchvision.models.detection.roi_heads", "torchvision.models.detection"],
 }
 APPLY = "RoIPoolFunction.apply"
-
-
-def generator(seed):
-    return torch.Generator().manual_seed(seed)
 
 
 def regions(g, k, images, image_size, dtype=torch.float64, outside=0.2, half=False):

@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autograder.checks import expect
-from autograder.suites.support import GRADING, expect_close, expect_fast, expect_tensor_like, expect_unchanged
+from autograder.suites.support import (GRADING, expect_close, expect_fast, expect_tensor_like, expect_unchanged,
+                                       generator)
 
 FUNCTIONS = {"bilinear_interpolate": "bilinear-interpolate", "roi_align": "roi-align", "mask_targets": "mask-targets",
              "maskrcnn_loss": "maskrcnn-loss", "paste_mask": "paste-mask"}
@@ -18,10 +19,6 @@ BANNED = {
     "maskrcnn_loss": ["torchvision.ops", "torchvision.models.detection.roi_heads"],
     "paste_mask": ["torchvision.ops", "torchvision.models.detection.roi_heads"],
 }
-
-
-def generator(seed):
-    return torch.Generator().manual_seed(seed)
 
 
 def regions(g, k, images, image_size, dtype=torch.float64, outside=0.3):
