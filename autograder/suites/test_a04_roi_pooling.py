@@ -138,7 +138,9 @@ def test_roi_pool_gradient_goes_to_the_switches(student, reference, device):
 @pytest.mark.points(1)
 def test_roi_pool_speed(student, reference):
     x, boxes, size, scale = speed_inputs()
-    expect_fast(student, reference, "roi_pool", (x, boxes, size, scale), factor=10, backward=True,
+    # 20 times: a padded gather over every section (a fair answer) takes 8 to 9 times the reference's
+    # sparse table on this workload, too near 10 under load; a loop over sections takes minutes.
+    expect_fast(student, reference, "roi_pool", (x, boxes, size, scale), factor=20, backward=True,
                 hint="gather all sections of all regions at once instead of looping over regions or sections (a "
                      "training step also runs the backward pass through every operation of the loop)")
 
