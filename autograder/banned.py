@@ -34,7 +34,8 @@ def aliases(module_code: list[str]) -> dict[str, str]:
 
 
 def static_uses(function_code: str, bound: dict[str, str], banned: list[str]) -> list[str]:
-    """The banned names (modules or callables, dotted) that `function_code` refers to."""
+    """The banned names (modules or callables, dotted) that `function_code` refers to; an entry
+    "!name" in `banned` allows name (and its attributes) even inside a banned module."""
     try:
         tree = ast.parse(function_code)
     except SyntaxError:
@@ -53,8 +54,12 @@ def static_uses(function_code: str, bound: dict[str, str], banned: list[str]) ->
             names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
             names += [f"{node.module}.{a.name}" for a in node.names]
+        rules = [r for r in banned if not r.startswith("!")]
+        allowed = [r[1:] for r in banned if r.startswith("!")]
         for name in names:
-            for rule in banned:
+            if any(name == a or name.startswith(a + ".") for a in allowed):
+                continue
+            for rule in rules:
                 if name == rule or name.startswith(rule + "."):
                     used.add(rule)
     return sorted(used)

@@ -20,6 +20,8 @@ from .sandbox import Limits, Worker
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SUITES = pathlib.Path(__file__).resolve().parent / "suites"
+HELPER_PACKAGE = "odcourse"
+EXCEPT = "!"  # a BANNED entry "!name" allows name (and what it holds) inside a banned module
 _CURRENT = threading.local()
 
 
@@ -34,16 +36,23 @@ def known_assignments() -> list[str]:
 
 def suite_spec(assignment_id: str) -> tuple[dict, dict]:
     """(FUNCTIONS, BANNED) of a hidden suite, read as literals without importing it (importing
-    would evaluate its pytest marks outside the pytest session that runs it)."""
+    would evaluate its pytest marks outside the pytest session that runs it); BANNED has an entry
+    for every function, the helper package among them, and "!name" entries for what is allowed."""
     path = suite_path(assignment_id)
     if not path.exists():
         raise KeyError(assignment_id)
     values = {}
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id in ("FUNCTIONS", "BANNED"):
+            if node.targets[0].id in ("FUNCTIONS", "BANNED", "HELPERS_ALLOWED"):
                 values[node.targets[0].id] = ast.literal_eval(node.value)
-    return values["FUNCTIONS"], values.get("BANNED", {})
+    functions, banned = values["FUNCTIONS"], values.get("BANNED", {})
+    # The course's helper package wraps the very operations students write (chapter 3's ridge
+    # regression, chapter 5's anchors...): no graded function may use it, but for the helpers an
+    # assignment hands out (HELPERS_ALLOWED, e.g. a02's over-segmentation), kept as exceptions.
+    exceptions = [EXCEPT + name for name in values.get("HELPERS_ALLOWED", [])]
+    banned = {name: list(dict.fromkeys(banned.get(name, []) + [HELPER_PACKAGE] + exceptions)) for name in functions}
+    return functions, banned
 
 
 class Proxy:

@@ -21,6 +21,9 @@ BANNED = {
                          "odcourse.proposals.selective_search_hierarchy"],
     "proposal_recall": ["torchvision.ops"],
 }
+# The helpers the notebook imports for selective_search (everything else of odcourse is banned).
+HELPERS_ALLOWED = ["odcourse.proposals.colour_bins", "odcourse.proposals.gradient_orientations",
+                   "odcourse.proposals.oversegment"]
 
 
 # box_area -------------------------------------------------------------------------------------
