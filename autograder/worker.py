@@ -531,6 +531,10 @@ def zygote():
     import numpy  # noqa: F401
     import socket
     import torch  # noqa: F401
+    try:  # every assignment's notebook imports it; about a second per worker otherwise
+        import torchvision  # noqa: F401
+    except ImportError:
+        pass
 
     statuses = {}
 

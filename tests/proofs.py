@@ -29,9 +29,9 @@ def submission(assignment: str, folder, answers: dict | None = None, name: str |
     return path
 
 
-def grade(assignment: str, folder, answers: dict | None = None) -> dict:
+def grade(assignment: str, folder, answers: dict | None = None, only: set | None = None) -> dict:
     answers = {k: answer(v) for k, v in (answers or {}).items()}
-    return engine.grade(assignment, submission(assignment, folder, answers), limits=FAST)
+    return engine.grade(assignment, submission(assignment, folder, answers), limits=FAST, only=only)
 
 
 def scores(result: dict) -> dict[str, tuple[float, float]]:
@@ -47,13 +47,14 @@ def scores(result: dict) -> dict[str, tuple[float, float]]:
 def assert_mistake_is_named(assignment: str, folder, grade_id: str, code: str, phrase: str,
                             dependents=()) -> None:
     """A wrong answer for one function loses points there, on a test whose output contains
-    `phrase`; every other function keeps all its points, but those in `dependents` (functions
-    that call the wrong one, as the assignment asks)."""
-    result = grade(assignment, folder, {grade_id: code})
+    `phrase`. Only that function's tests run (and those of `dependents`, functions that call it
+    as the assignment asks, which may lose points too): every other function is the reference's
+    own code, whose full marks tests/test_assignments_graded.py proves."""
     function = {g: name for name, g in engine.suite_spec(assignment)[0].items()}[grade_id]
+    result = grade(assignment, folder, {grade_id: code}, only={function, *dependents})
     got = scores(result)
     assert got[function][0] < got[function][1], f"the wrong answer kept all its points: {result['tests']}"
-    assert all(g == top for name, (g, top) in got.items() if name != function and name not in dependents), got
+    assert set(got) == {function, *dependents}, got
     failed = [t["output"] for t in result["tests"] if t["tags"] == [function] and t["score"] < t["max_score"]]
     assert any(phrase in output for output in failed), failed
 
