@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import ast
 
+ALLOW = "!"  # a banned-list entry "!name" allows name (and what it holds) inside a banned module
+
 
 def _dotted(node) -> str | None:
     parts = []
@@ -35,11 +37,13 @@ def aliases(module_code: list[str]) -> dict[str, str]:
 
 def static_uses(function_code: str, bound: dict[str, str], banned: list[str]) -> list[str]:
     """The banned names (modules or callables, dotted) that `function_code` refers to; an entry
-    "!name" in `banned` allows name (and its attributes) even inside a banned module."""
+    ALLOW + name in `banned` allows name (and its attributes) even inside a banned module."""
     try:
         tree = ast.parse(function_code)
     except SyntaxError:
         return []
+    rules = [r for r in banned if not r.startswith(ALLOW)]
+    allowed = [r[len(ALLOW):] for r in banned if r.startswith(ALLOW)]
     local = dict(bound)
     local.update(aliases([function_code]))
     used = set()
@@ -54,8 +58,6 @@ def static_uses(function_code: str, bound: dict[str, str], banned: list[str]) ->
             names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
             names += [f"{node.module}.{a.name}" for a in node.names]
-        rules = [r for r in banned if not r.startswith("!")]
-        allowed = [r[1:] for r in banned if r.startswith("!")]
         for name in names:
             if any(name == a or name.startswith(a + ".") for a in allowed):
                 continue

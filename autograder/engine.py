@@ -15,13 +15,12 @@ import pytest
 
 from .checks import Finding
 from .notebook import SubmissionError, locate, read_cells, statements
-from .banned import aliases, static_uses
+from .banned import ALLOW, aliases, static_uses
 from .sandbox import Limits, Worker
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SUITES = pathlib.Path(__file__).resolve().parent / "suites"
 HELPER_PACKAGE = "odcourse"
-EXCEPT = "!"  # a BANNED entry "!name" allows name (and what it holds) inside a banned module
 _CURRENT = threading.local()
 
 
@@ -50,7 +49,7 @@ def suite_spec(assignment_id: str) -> tuple[dict, dict]:
     # The course's helper package wraps the very operations students write (chapter 3's ridge
     # regression, chapter 5's anchors...): no graded function may use it, but for the helpers an
     # assignment hands out (HELPERS_ALLOWED, e.g. a02's over-segmentation), kept as exceptions.
-    exceptions = [EXCEPT + name for name in values.get("HELPERS_ALLOWED", [])]
+    exceptions = [ALLOW + name for name in values.get("HELPERS_ALLOWED", [])]
     banned = {name: list(dict.fromkeys(banned.get(name, []) + [HELPER_PACKAGE] + exceptions)) for name in functions}
     return functions, banned
 
@@ -132,10 +131,9 @@ class Collector:
     def pytest_collection_modifyitems(self, config, items):
         if self.only is None:
             return
-        keep = [i for i in items if i.get_closest_marker("function") and i.get_closest_marker("function").args[0]
-                in self.only]
-        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
-        items[:] = keep
+        marked = [(i, i.get_closest_marker("function")) for i in items]
+        config.hook.pytest_deselected(items=[i for i, m in marked if not m or m.args[0] not in self.only])
+        items[:] = [i for i, m in marked if m and m.args[0] in self.only]
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):

@@ -246,7 +246,7 @@ def banned_recorders(banned, used):
     """Wrap each banned callable ("module.attr" or "module.Class.attr") to record its use."""
     patches = []
     for dotted in banned:
-        if dotted.startswith("!"):  # an allowed exception, for the static check only
+        if dotted.startswith("!"):  # an allowed exception (banned.ALLOW), for the static check only
             continue
         parts = dotted.split(".")
         for split in range(len(parts) - 1, 0, -1):
@@ -368,7 +368,7 @@ def probe_module(cls, args, kwargs, probe):
     module.to(device)
     with torch.enable_grad():
         outputs = call_student(module, inputs)
-    report["outputs"] = _detached(outputs)
+    report["outputs"] = outputs  # wire.encode sends tensors detached
     if probe.get("backward"):
         flat = [t for t in _tensors(outputs) if t.requires_grad]
         if not flat:
@@ -398,7 +398,7 @@ def probe_seeded(function, args, kwargs, probe):
     try:
         return tuple(torch.stack([r[i].detach() for r in results]) for i in range(len(results[0])))
     except Exception:
-        return [_detached(r) for r in results]
+        return results  # as they came (wire.encode sends tensors detached)
 
 
 def _tensors(value):
@@ -412,18 +412,6 @@ def _tensors(value):
     elif isinstance(value, dict):
         for item in value.values():
             yield from _tensors(item)
-
-
-def _detached(value):
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value.detach()
-    if isinstance(value, (list, tuple)):
-        return type(value)(_detached(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _detached(v) for k, v in value.items()}
-    return value
 
 
 def describe_error(error):
