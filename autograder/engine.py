@@ -43,8 +43,11 @@ def suite_spec(assignment_id: str) -> tuple[dict, dict]:
     values = {}
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id in ("FUNCTIONS", "BANNED", "HELPERS_ALLOWED"):
-                values[node.targets[0].id] = ast.literal_eval(node.value)
+            try:
+                values[node.targets[0].id] = _literal(node.value, values)
+            except ValueError:
+                if node.targets[0].id in ("FUNCTIONS", "BANNED", "HELPERS_ALLOWED"):
+                    raise
     functions, banned = values["FUNCTIONS"], values.get("BANNED", {})
     # The course's helper package wraps the very operations students write (chapter 3's ridge
     # regression, chapter 5's anchors...): no graded function may use it, but for the helpers an
@@ -52,6 +55,23 @@ def suite_spec(assignment_id: str) -> tuple[dict, dict]:
     exceptions = [ALLOW + name for name in values.get("HELPERS_ALLOWED", [])]
     banned = {name: list(dict.fromkeys(banned.get(name, []) + [HELPER_PACKAGE] + exceptions)) for name in functions}
     return functions, banned
+
+
+def _literal(node, known: dict):
+    """A literal, where names of earlier literals and `+` of lists may appear (a suite's BANNED
+    may share a list: "conv_matrix": CONVOLUTIONS + [...])."""
+    if isinstance(node, ast.Name) and node.id in known:
+        return known[node.id]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _literal(node.left, known), _literal(node.right, known)
+        if isinstance(left, list) and isinstance(right, list):
+            return left + right
+        raise ValueError("only lists may be added")
+    if isinstance(node, ast.List):
+        return [_literal(element, known) for element in node.elts]
+    if isinstance(node, ast.Dict):
+        return {_literal(k, known): _literal(v, known) for k, v in zip(node.keys, node.values)}
+    return ast.literal_eval(node)
 
 
 class Proxy:

@@ -51,11 +51,11 @@ def noncontiguous(tensor: torch.Tensor) -> torch.Tensor:
     return result
 
 
-def expect_tensor_like(got, want: torch.Tensor, what: str, dtype: bool = True) -> None:
-    """`got` is a tensor with want's shape (and dtype) on want's device."""
+def expect_tensor_like(got, want: torch.Tensor, what: str, dtype: bool = True, hint: str = "") -> None:
+    """`got` is a tensor with want's shape (and dtype) on want's device; `hint` follows a wrong shape."""
     expect(isinstance(got, torch.Tensor), f"{what} must be a torch.Tensor, not {type(got).__name__}")
     expect(tuple(got.shape) == tuple(want.shape),
-           f"{what} has shape {tuple(got.shape)} where {tuple(want.shape)} was expected")
+           f"{what} has shape {tuple(got.shape)} where {tuple(want.shape)} was expected" + (f"; {hint}" if hint else ""))
     if dtype:
         expect(got.dtype == want.dtype, f"{what} has dtype {got.dtype} where {want.dtype} was expected")
     expect(got.device.type == want.device.type, f"{what} is on {got.device.type}, not on the input's device")
@@ -64,7 +64,7 @@ def expect_tensor_like(got, want: torch.Tensor, what: str, dtype: bool = True) -
 def expect_close(got, want: torch.Tensor, what: str, hint: str, atol: float = 1e-6, rtol: float = 1e-5,
                  dtype: bool = True) -> None:
     """Shape, dtype, device, then values within atol + rtol |want| (nan where want is nan)."""
-    expect_tensor_like(got, want, what, dtype)
+    expect_tensor_like(got, want, what, dtype, hint)
     a, b = got.detach().cpu().double(), want.detach().cpu().double()
     ok = torch.isclose(a, b, atol=atol, rtol=rtol, equal_nan=True)
     expect(bool(ok.all()), f"{what}: {int((~ok).sum())} of {ok.numel()} values differ from the expected ones; "
