@@ -51,6 +51,16 @@ def test_conv_matrix_equals_conv2ds_jacobian(seed, kh, kw, h, w, stride, padding
     assert torch.equal(REF.conv_matrix(kernel, (h, w), stride, padding), conv2d_jacobian(kernel, (h, w), stride, padding))
 
 
+def test_banned_calls_share_one_list_of_convolutions():
+    from autograder.engine import suite_spec
+    functions, banned = suite_spec(ASSIGNMENT)
+    assert set(banned) == set(functions)
+    for name in functions:
+        assert {"torch.nn.functional.conv2d", "torch.nn.functional.conv_transpose2d", "odcourse"} <= set(banned[name])
+    assert "torch.nn.functional.unfold" in banned["conv2d_im2col"]
+    assert "torch.nn.functional.fold" not in banned["conv_transpose2d"]  # allowed: the notebook says so
+
+
 def test_conv_matrix_refuses_a_kernel_that_does_not_fit():
     with pytest.raises(ValueError, match="does not fit"):
         REF.conv_matrix(torch.ones(4, 2), (3, 5))
@@ -292,6 +302,20 @@ def conv2d_im2col(x, weight, bias=None, stride=1, padding=0):
                                "H_out = (H - 1) s - 2p + k + output_padding", ()),
     "result detached from the inputs": ("conv-transpose2d", transposed(result="out.detach()"),
                                         "build the result from x, weight and bias with differentiable operations", ()),
+    "F.unfold doing the im2col": ("conv2d-im2col", '''
+def conv2d_im2col(x, weight, bias=None, stride=1, padding=0):
+    columns = F.unfold(x, weight.shape[2:], padding=padding, stride=stride)
+    out = weight.reshape(weight.shape[0], -1) @ columns
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
+    out_h = (x.shape[2] + 2 * ph - weight.shape[2]) // sh + 1
+    out_w = (x.shape[3] + 2 * pw - weight.shape[3]) // sw + 1
+    out = out.reshape(x.shape[0], weight.shape[0], out_h, out_w)
+    return out if bias is None else out + bias[:, None, None]
+''', "torch.nn.functional.unfold, which this exercise does not allow", ()),
+    "PyTorch's conv2d on the zero-inserted input": ("conv-transpose2d", transposed().replace(
+        "conv2d_im2col(framed, kernel, bias)", "F.conv2d(framed, kernel, bias)"),
+        "torch.nn.functional.conv2d, which this exercise does not allow", ()),
     # bilinear_kernel
     "the centre of an even kernel at f - 1": ("bilinear-kernel", bilinear(centre="f - 1"),
                                               "centre f - 1 for odd k, f - 1/2 for even k", ()),

@@ -335,6 +335,11 @@ def nms(boxes, scores, iou_threshold):
             keep.append(i)
     return torch.tensor(keep, dtype=torch.long, device=boxes.device)
 ''', "not a Python loop over pairs of boxes", ()),
+    "torchvision's nms called": ("nms", '''
+def nms(boxes, scores, iou_threshold):
+    import torchvision
+    return torchvision.ops.nms(boxes, scores, iou_threshold)
+''', "torchvision.ops, which this exercise does not allow", ()),
     # batched_nms
     "categories ignored": ("batched-nms", '''
 def batched_nms(boxes, scores, idxs, iou_threshold):
