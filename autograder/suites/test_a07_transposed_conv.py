@@ -137,6 +137,20 @@ TRANSPOSED_HINT = ("input (i, j) adds x[c, i, j] weight[c, d, a, b] to output (i
                    "weight is [in_channels, out_channels, kH, kW]; H_out = (H - 1) s - 2p + k + output_padding")
 
 
+def expect_same_gradients(student, reference, name, args, g, hint):
+    """The gradients of `name` with respect to x, weight and bias (args[:3]) equal the reference's
+    for one random upstream gradient."""
+    x = args[0]
+    upstream = torch.randn(reference.call(name, *args).shape, generator=g, dtype=torch.float64).to(x.device)
+    probe = {"kind": "backward", "wrt": [0, 1, 2], "grad_output": upstream}
+    got = student.call(name, *args, probe=probe, failure=f"the gradients through {name} could not be computed "
+                                                         f"({{error}}): build the result from x, weight and bias with "
+                                                         f"differentiable operations; {hint}")
+    want = reference.call(name, *args, probe=probe)
+    for index, what in enumerate(("x", "weight", "bias")):
+        expect_close(got[1][index], want[1][index], f"the gradient of {name} with respect to {what}", hint, atol=1e-10)
+
+
 def conv_inputs(case, device, transposed=False):
     seed, n, c_in, c_out, (kh, kw), (h, w), stride, padding, with_bias, dtype = case
     g = generator(seed)
@@ -167,17 +181,9 @@ def test_conv2d_im2col_of_random_layers(student, reference, device, case):
 def test_conv2d_im2col_gradients(student, reference, device):
     case = (7, 2, 3, 4, (3, 2), (6, 7), (2, 1), (1, 0), True, torch.float64)
     x, weight, bias, stride, padding = conv_inputs(case, device)
-    upstream = torch.randn(reference.conv2d_im2col(x, weight, bias, stride, padding).shape, generator=generator(8),
-                           dtype=torch.float64).to(device)
-    probe = {"kind": "backward", "wrt": [0, 1, 2], "grad_output": upstream}
-    got = student.call("conv2d_im2col", x, weight, bias, stride, padding, probe=probe,
-                       failure="the gradients through conv2d_im2col could not be computed ({error}): build the "
-                               "result from x, weight and bias with differentiable operations")
-    want = reference.call("conv2d_im2col", x, weight, bias, stride, padding, probe=probe)
-    for index, what in enumerate(("x", "weight", "bias")):
-        expect_close(got[1][index], want[1][index], f"the gradient of conv2d_im2col with respect to {what}",
-                     "autograd gives conv2d's gradients when the result is built from the inputs with "
-                     "differentiable operations", atol=1e-10)
+    expect_same_gradients(student, reference, "conv2d_im2col", (x, weight, bias, stride, padding), generator(8),
+                          "autograd gives conv2d's gradients when the result is built from the inputs with "
+                          "differentiable operations")
 
 
 @pytest.mark.function("conv2d_im2col")
@@ -258,18 +264,10 @@ def test_conv_transpose2d_gradients(student, reference, device, case):
     case, output_padding = case
     case = case[:-2] + (True, torch.float64)
     x, weight, bias, stride, padding = conv_inputs(case, device, transposed=True)
-    args = (x, weight, bias, stride, padding, output_padding)
-    upstream = torch.randn(reference.conv_transpose2d(*args).shape, generator=generator(case[0] + 1),
-                           dtype=torch.float64).to(device)
-    probe = {"kind": "backward", "wrt": [0, 1, 2], "grad_output": upstream}
-    got = student.call("conv_transpose2d", *args, probe=probe,
-                       failure="the gradients through conv_transpose2d could not be computed ({error}): build the "
-                               "result from x, weight and bias with differentiable operations; " + TRANSPOSED_HINT)
-    want = reference.call("conv_transpose2d", *args, probe=probe)
-    for index, what in enumerate(("x", "weight", "bias")):
-        expect_close(got[1][index], want[1][index], f"the gradient of conv_transpose2d with respect to {what}",
-                     "the gradient with respect to x is a convolution of the upstream gradient with the same kernel; "
-                     "autograd gives it when the result is built with differentiable operations", atol=1e-10)
+    expect_same_gradients(student, reference, "conv_transpose2d", (x, weight, bias, stride, padding, output_padding),
+                          generator(case[0] + 1), "the gradient with respect to x is a convolution of the upstream "
+                          "gradient with the same kernel; autograd gives it when the result is built with "
+                          "differentiable operations; " + TRANSPOSED_HINT)
 
 
 @pytest.mark.function("conv_transpose2d")
