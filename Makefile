@@ -39,7 +39,7 @@ book: venv
 	ODCOURSE_STATIC=1 $(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going --quiet
 
 test: venv browser book
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadgroup --durations=25
 
 test-fast: venv
 	$(PY) -m pytest -m "not slow and not browser"
