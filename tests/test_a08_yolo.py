@@ -103,7 +103,7 @@ def loss_by_cell(pred, target, lambda_coord, lambda_noobj):
 
 
 def decode_by_cell(pred, conf_threshold, iou_threshold, B):
-    S, C = pred.shape[0], pred.shape[-1] - 5 * B
+    S = pred.shape[0]
     boxes, scores, labels = [], [], []
     for i in range(S):
         for j in range(S):

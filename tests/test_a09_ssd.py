@@ -3,7 +3,6 @@ and random layouts, SSDMatcher, BoxCoder with weights (10, 10, 5, 5), smooth_l1_
 SSD.compute_loss on matched batches); plausible wrong answers lose points on the test that names
 the mistake; right answers written differently (default boxes cell by cell, matching by loops over
 ground truths, mining by top-k ranks) earn full marks."""
-import math
 import types
 
 import pytest
@@ -252,9 +251,9 @@ def hard_negative_mining(conf_loss, labels, neg_pos_ratio=3):
         order = torch.sort(loss, descending=True, stable=True).indices
         picked = order[:min(wanted, int((~positive[i]).sum()))]
         keep[i, picked] = True
-    return keep{final}
+    return keep
 '''
-MINING_PARTS = dict(wanted="neg_pos_ratio * int(positive[i].sum())", exclude="positive[i]", final="")
+MINING_PARTS = dict(wanted="neg_pos_ratio * int(positive[i].sum())", exclude="positive[i]")
 
 
 def mining(**changes):
@@ -309,10 +308,9 @@ WRONG = {
     # hard_negative_mining
     "the same number of negatives as positives": ("hard-negative-mining", mining(wanted="int(positive[i].sum())"),
                                                   "neg_pos_ratio x (its positives)", ("ssd_loss",)),
-    "positives can be picked as negatives": ("hard-negative-mining", mining(exclude="torch.zeros_like(positive[i])",
-                                                                            final=""), "never a positive",
-                                             ("ssd_loss",)),
-    "the smallest losses picked": ("hard-negative-mining", mining(exclude="positive[i]", final="") .replace(
+    "positives can be picked as negatives": ("hard-negative-mining", mining(exclude="torch.zeros_like(positive[i])"),
+                                             "never a positive", ("ssd_loss",)),
+    "the smallest losses picked": ("hard-negative-mining", mining().replace(
         "descending=True", "descending=False").replace('-float("inf")', 'float("inf")'),
         "background boxes with the largest loss", ("ssd_loss",)),
     # ssd_loss
