@@ -29,13 +29,15 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-# Explorers draw static figures while the book builds (ODCOURSE_STATIC=1); unchanged
-# notebooks come from the jupyter-cache in _build/.jupyter_cache.
+# The chapters are executed first, each in a fresh Colab-like environment (coursetools/colab_like.py,
+# explorers drawing static figures), into the jupyter-cache in _build/.jupyter_cache, from which
+# jupyter-book takes every page's outputs; unchanged chapters are not executed again.
 # The jupyter-cache keys on a notebook's code only, so a change to the helper package that the
 # chapters import clears it (the stamp holds a hash of odcourse/).
 book: venv
 	@mkdir -p _build; stamp=$$(cat odcourse/*.py odcourse/*/*.py | sha256sum | cut -c1-16); \
 	  [ "$$(cat _build/.odcourse-stamp 2>/dev/null)" = "$$stamp" ] || { rm -rf _build/.jupyter_cache _build/html _build/jupyter_execute _build/.doctrees; echo "$$stamp" > _build/.odcourse-stamp; }
+	$(PY) -m coursetools.colab_like
 	ODCOURSE_STATIC=1 $(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going --quiet
 
 test: venv browser book

@@ -136,6 +136,8 @@ class Session:
     reference: Proxy
     device: str = "cpu"
     outcomes: list = field(default_factory=list)
+    # results a suite computes once and judges in several tests (one submission, one device)
+    shared: dict = field(default_factory=dict)
 
 
 def current() -> Session:

@@ -238,7 +238,8 @@ def _modified(originals, args, kwargs):
 def trusted_caller(frame) -> bool:
     """Calls made by the grader's probes or by autograd's own machinery (gradcheck) are not the
     student's use of a banned name (a probe computes gradients with torch.autograd.grad)."""
-    return (frame.f_code in (run_probe.__code__, probe_module.__code__, probe_seeded.__code__)
+    return (frame.f_code in (run_probe.__code__, probe_module.__code__, probe_seeded.__code__,
+                             probe_detector.__code__, _train_detector.__code__)
             or frame.f_globals.get("__name__", "").startswith("torch.autograd"))
 
 
@@ -299,6 +300,8 @@ def run_probe(function, args, kwargs, probe):
         return probe_module(function, args, kwargs, probe)
     if probe["kind"] == "seeded":
         return probe_seeded(function, args, kwargs, probe)
+    if probe["kind"] == "detector":
+        return probe_detector(function, args, kwargs, probe)
     args = list(args)
     wrt = [int(i) for i in probe["wrt"]]
     for i in wrt:
@@ -376,6 +379,79 @@ def probe_module(cls, args, kwargs, probe):
         named = [(k, p) for k, p in module.named_parameters() if p.requires_grad]
         grads = torch.autograd.grad(sum(t.sum() for t in flat), [p for _, p in named], allow_unused=True)
         report["gradients"] = {k: (torch.zeros_like(p) if g is None else g.detach()) for (k, p), g in zip(named, grads)}
+    return report
+
+
+def probe_detector(build, args, kwargs, probe):
+    """Build a detector with `build(*args, **kwargs)` and use it as torchvision's detection models
+    are used, reporting what happened (the suite judges it):
+
+    probe["seed"]: torch.manual_seed before building (and so before training);
+    probe["train"] = {"images", "targets", "steps", "lr"} (optional): `steps` steps of Adam on the
+    sum of the losses of model(images, targets) in training mode, one batch; reported: "keys",
+    "scalar", "finite", "requires_grad" (of the first call's losses, per key), "parameters" and
+    "parameters_with_gradient" (after the first backward pass), "losses" (float[steps, keys]),
+    "train_seconds";
+    probe["eval"] = images (optional): "outputs", model(images) in evaluation mode, under no_grad;
+    "inputs_unchanged": whether every image and target tensor was left as it was.
+    """
+    import torch
+
+    torch.manual_seed(int(probe.get("seed", 0)))
+    model = call_student(build, *args, **kwargs)
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"build_detector(...) returned a {type(model).__name__}, not a torch.nn.Module")
+    given = [probe.get("train") or {}, {"eval": probe.get("eval")}]
+    copies = [t.clone() for t in _tensors(given)]
+    device = next((t.device for t in _tensors(given)), torch.device("cpu"))
+    model.to(device)
+    report = {}
+    if probe.get("train"):
+        report.update(_train_detector(model, probe["train"]))
+    if probe.get("eval") is not None:
+        model.eval()
+        with torch.no_grad():
+            report["outputs"] = call_student(model, probe["eval"])
+    report["inputs_unchanged"] = all(a.shape == b.shape and torch.equal(a, b)
+                                     for a, b in zip(copies, _tensors(given)))
+    return report
+
+
+def _train_detector(model, train):
+    """Adam on the sum of the losses, one batch, `steps` times; see probe_detector."""
+    import time
+
+    import torch
+
+    model.train()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=float(train["lr"]))
+    report, history = {}, []
+    started = time.perf_counter()
+    for step in range(int(train["steps"])):
+        losses = call_student(model, train["images"], train["targets"])
+        if not isinstance(losses, dict) or not losses:
+            raise TypeError(f"in training mode the model must return a dict of losses, not {type(losses).__name__}")
+        keys = sorted(losses)
+        if step == 0:
+            report["keys"] = [str(k) for k in keys]
+            report["scalar"] = [isinstance(losses[k], torch.Tensor) and losses[k].dim() == 0 for k in keys]
+            report["finite"] = [isinstance(losses[k], torch.Tensor) and bool(torch.isfinite(losses[k]).all())
+                                for k in keys]
+            report["requires_grad"] = [isinstance(losses[k], torch.Tensor) and losses[k].requires_grad for k in keys]
+            if not all(report["scalar"]) or not any(report["requires_grad"]):
+                return report
+        total = sum(losses[k].sum() for k in keys if isinstance(losses[k], torch.Tensor) and losses[k].requires_grad)
+        optimizer.zero_grad()
+        total.backward()
+        if step == 0:
+            report["parameters"] = len(parameters)
+            report["parameters_with_gradient"] = sum(p.grad is not None and bool(p.grad.abs().sum() > 0)
+                                                     for p in parameters)
+        optimizer.step()
+        history.append([float(losses[k].detach()) for k in keys])
+    report["losses"] = torch.tensor(history, dtype=torch.float64)
+    report["train_seconds"] = time.perf_counter() - started
     return report
 
 

@@ -61,5 +61,6 @@ def assert_mistake_is_named(assignment: str, folder, grade_id: str, code: str, p
 
 def assert_full_marks(assignment: str, folder, answers: dict) -> None:
     result = grade(assignment, folder, answers)
-    assert [t["output"] for t in result["tests"] if t["score"] < t["max_score"]] == []
+    failed = [t["output"] for t in result["tests"] if t["score"] < t["max_score"]]
+    assert failed == [], failed
     assert result["score"] == result["max_score"] > 0

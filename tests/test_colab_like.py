@@ -1,89 +1,59 @@
-"""Every notebook runs top to bottom in a fresh Colab-like environment: only the packages a
-Colab runtime preinstalls (requirements/colab.txt, at the lock file's versions) and whatever
-the notebook's own setup cell installs. The setup cell installs the helpers exactly as in Colab,
-`pip install "odcourse @ git+<repository>@main"`, here from a local git repository holding the
-published helper files (ODCOURSE_INSTALL_FROM points the cell at it)."""
-import json
-import shutil
-import subprocess
-import sys
+"""Every notebook runs top to bottom in a fresh Colab-like environment (coursetools.colab_like):
+only the packages a Colab runtime preinstalls and whatever the notebook's own setup cell
+installs, the helpers from a git repository as in Colab.
 
-import nbformat
+The chapters are executed that way once, for the book: `make book` runs
+`python -m coursetools.colab_like` before jupyter-book, and the site shows those outputs. The
+test of a chapter reads that execution from the book's cache (and executes the chapter itself
+when the cache has none for its current code)."""
 import pytest
 
+from coursetools import colab_like
 from coursetools.notebooks import course_notebooks
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.slow]
-UV = [sys.executable, "-m", "uv"]
 
 
 @pytest.fixture(scope="session")
 def helper_repository(tmp_path_factory):
     """A git repository with what the public repository holds of the helper package."""
-    repo = tmp_path_factory.mktemp("public-repo")
-    shutil.copytree(ROOT / "odcourse", repo / "odcourse", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "pyproject.toml", repo)
-    (repo / "README.md").write_text("Course helpers.\n")
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
-    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "helpers"]):
-        subprocess.run(git + command, cwd=repo, check=True, capture_output=True)
-    return f"odcourse @ git+file://{repo}@main"
+    return colab_like.helper_repository(tmp_path_factory.mktemp("public-repo") / "repo")
 
 
-def colab_like_kernel(folder):
-    """A fresh environment of Colab's preinstalled packages, with a Jupyter kernel named colab-like."""
-    env = folder / "env"
-    base = getattr(sys, "_base_executable", None) or "3.11"
-    subprocess.run(UV + ["venv", "--seed", "-q", "--python", base, str(env)], check=True)
-    subprocess.run(UV + ["pip", "install", "-q", "--python", str(env / "bin" / "python"),
-                         "-r", str(ROOT / "requirements" / "colab.txt"),
-                         "-c", str(ROOT / "requirements" / "lock.txt")], check=True)
-    spec = folder / "jupyter" / "kernels" / "colab-like"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [str(env / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Colab-like", "language": "python"}))
-    return env
-
-
-def run_notebook(path, tmp_path, monkeypatch, helper_repository, allow_errors=False):
-    env = colab_like_kernel(tmp_path)
-    check = subprocess.run([str(env / "bin" / "python"), "-c", "import odcourse"], cwd=tmp_path,
-                           capture_output=True)
-    assert check.returncode != 0, "the Colab-like environment must start without the course helpers"
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    monkeypatch.setenv("ODCOURSE_INSTALL_FROM", helper_repository)
-    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    work = tmp_path / "work"  # not the repository: its odcourse/ folder must not be importable
-    work.mkdir()
-    executed = tmp_path / "executed.ipynb"
-    command = [sys.executable, str(ROOT / "tests" / "execute_notebook.py"), str(path), str(executed),
-               "colab-like", str(work)] + (["--allow-errors"] if allow_errors else [])
-    # stdin closed: with pytest's stdin inherited, nbclient waited minutes for the reply to cells
-    # that show live explorers (observed on chapters 2 and 3; 67 s instead of 360 s without it).
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, done.stderr[-5000:]
-    nb = nbformat.read(executed, as_version=4)
-    setup_output = "".join(o.get("text", "") for o in nb.cells[0].outputs)
-    assert setup_output.startswith("odcourse "), setup_output
+def run_notebook(path, tmp_path, helper_repository, allow_errors=False):
+    nb = colab_like.run_notebook(path, tmp_path, helper_repository, allow_errors=allow_errors)
+    assert colab_like.setup_output(nb).startswith("odcourse "), colab_like.setup_output(nb)
     return nb
 
 
-CHAPTERS_AND_SOURCES = [p for p in course_notebooks() if p.parts[-3] != "assignments"]
+CHAPTERS = colab_like.chapters()
+SOURCES = [p for p in course_notebooks() if p.parts[-3] == "solutions"]
 RELEASED = [p for p in course_notebooks() if p.parts[-3] == "assignments"]
 
 
-@pytest.mark.parametrize("path", CHAPTERS_AND_SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch, helper_repository):
-    nb = run_notebook(path, tmp_path, monkeypatch, helper_repository)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert errors == []
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_chapter_ran_top_to_bottom_for_the_book(path):
+    nb = colab_like.cached_execution(path)
+    if nb is None:  # not built yet with this code: execute it as the book build does
+        colab_like.execute_stale_chapters([path], jobs=1)
+        nb = colab_like.cached_execution(path)
+    assert nb is not None, f"{path.name}: no execution of its current code in the book's cache"
+    assert colab_like.setup_output(nb).startswith("odcourse "), colab_like.setup_output(nb)
+    assert colab_like.errors(nb) == []
+    code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+    assert all(c.get("execution_count") for c in code), "every code cell of the chapter must have run"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_source_notebook_runs_top_to_bottom(path, tmp_path, helper_repository):
+    nb = run_notebook(path, tmp_path, helper_repository)
+    assert colab_like.errors(nb) == []
 
 
 @pytest.mark.parametrize("path", RELEASED, ids=lambda p: str(p.relative_to(ROOT)))
-def test_released_notebook_runs_and_only_the_stubs_complain(path, tmp_path, monkeypatch, helper_repository):
-    nb = run_notebook(path, tmp_path, monkeypatch, helper_repository, allow_errors=True)
+def test_released_notebook_runs_and_only_the_stubs_complain(path, tmp_path, helper_repository):
+    nb = run_notebook(path, tmp_path, helper_repository, allow_errors=True)
     errors = {c.id: o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"}
     assert errors, "an untouched assignment must not pass its checks"
     for cell_id, error in errors.items():

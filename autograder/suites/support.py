@@ -81,24 +81,30 @@ def expect_fast(student, reference, name: str, args: tuple, factor: float, floor
                 hint: str = "use tensor operations on all boxes at once, not a Python loop",
                 backward: bool = False) -> None:
     """The student's function takes at most `factor` times the reference's time on `args`
-    (best of 2 of up to 3 runs, timed inside the workers; `floor` seconds are always allowed).
+    (timed inside the workers; `floor` seconds are always allowed).
+
+    Reference and student runs alternate, so that a burst of load on the machine slows both
+    sides alike (a class graded two at a time beside other work once made a correct answer
+    seen at 5x the reference fail the 10x limit when the reference was timed in a quiet moment).
+    The student's fastest run counts against the median reference run, after at least two
+    rounds and at most three.
     backward: time a training step, the call and the backward pass of the sum of its result with
     respect to the first argument."""
     what = "forward and backward pass" if backward else "call"
     failure = f"{name} ({what}) did not finish in time on a large input ({{error}}); {hint}"
     probe = {"kind": "backward", "wrt": [0], "discard": True} if backward else None
-    runs = []
-    for _ in range(3):
+    reference_runs, student_runs = [], []
+    for round_ in range(3):
         reference.call(name, *args, probe=probe)
-        runs.append(reference.last_function_seconds)
-    limit = max(factor * statistics.median(runs), floor)
-    slow, fast = [], []
-    while len(slow) < 2 and len(fast) < 2:  # two runs on the same side of the limit decide
+        reference_runs.append(reference.last_function_seconds)
         student.call(name, *args, failure=failure, probe=probe)
-        (slow if student.last_function_seconds > limit else fast).append(student.last_function_seconds)
-    if len(fast) < 2:
-        expect(False, f"{name} is too slow: its {what} takes {min(slow):.3f} s where the limit is {limit:.3f} s "
-                      f"({factor:g} times the reference on the same input); {hint}")
+        student_runs.append(student.last_function_seconds)
+        limit = max(factor * statistics.median(reference_runs), floor)
+        if round_ >= 1 and (min(student_runs) <= limit or min(student_runs) > 3 * limit):
+            break  # decided: within the limit, or far beyond what load could explain
+    if min(student_runs) > limit:
+        expect(False, f"{name} is too slow: its {what} takes {min(student_runs):.3f} s where the limit is "
+                      f"{limit:.3f} s ({factor:g} times the reference on the same input); {hint}")
 
 
 def finite(value) -> bool:

@@ -1,4 +1,4 @@
-"""Execute a notebook in a process of its own: python tests/execute_notebook.py IN OUT KERNEL CWD [--allow-errors].
+"""Execute a notebook in a process of its own: python -m coursetools.execute_notebook IN OUT KERNEL CWD [--allow-errors].
 
 The tests run notebooks through this script, with a hard time limit, rather than in the test
 process: each run starts from a clean interpreter and event loop.
