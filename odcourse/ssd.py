@@ -46,6 +46,7 @@ from torchvision.ops import batched_nms, box_convert, box_iou
 
 from .data import make_scene
 from .draw import PALETTE, show_image
+from .ranking import pr_area, rank_class
 from .widgets import Explorer
 
 #: SSD300's default boxes (Liu et al. 2016, as built by torchvision's ssd300_vgg16): 8732 boxes.
@@ -368,19 +369,6 @@ def detect(cls_logits: Tensor, loc_pred: Tensor, default_boxes: Tensor, score_th
 # Mean average precision at IoU 0.5
 # ---------------------------------------------------------------------------------------------
 
-def _all_point_ap(true_positive: np.ndarray, num_truths: int) -> float:
-    """AP of detections sorted by score (true_positive: bool per detection): area under the
-    precision-recall curve with precision made non-increasing from the right (all points)."""
-    if num_truths == 0 or len(true_positive) == 0:
-        return 0.0
-    hits = np.cumsum(true_positive)
-    precision = hits / np.arange(1, len(true_positive) + 1)
-    recall = hits / num_truths
-    envelope = np.maximum.accumulate(precision[::-1])[::-1]  # best precision at this recall or more
-    recall_steps = np.diff(np.concatenate([[0.0], recall]))
-    return float(np.sum(recall_steps * envelope))
-
-
 def mean_ap_50(predictions: list[dict], targets: list[dict], classes=(1, 2, 3),
                iou_threshold: float = 0.5) -> tuple[float, dict[int, float]]:
     """Mean average precision at IoU 0.5 over a data set: (mAP, {class: AP}).
@@ -396,28 +384,9 @@ def mean_ap_50(predictions: list[dict], targets: list[dict], classes=(1, 2, 3),
     """
     per_class = {}
     for c in classes:
-        records = []  # (score, image, detection)
-        num_truths = 0
-        for n, (prediction, target) in enumerate(zip(predictions, targets)):
-            num_truths += int((target["labels"] == c).sum())
-            for k in torch.nonzero(prediction["labels"] == c).reshape(-1).tolist():
-                records.append((-float(prediction["scores"][k]), n, k))
-        if num_truths == 0:
-            continue
-        records.sort()
-        taken = [torch.zeros(int((t["labels"] == c).sum()), dtype=torch.bool) for t in targets]
-        true_positive = np.zeros(len(records), dtype=bool)
-        for r, (_, n, k) in enumerate(records):
-            truths = targets[n]["boxes"][targets[n]["labels"] == c]
-            if len(truths) == 0:
-                continue
-            overlap = box_iou(predictions[n]["boxes"][k:k + 1].double(), truths.double())[0]
-            overlap[taken[n]] = -1.0
-            best = int(overlap.argmax())
-            if overlap[best] >= iou_threshold:
-                taken[n][best] = True
-                true_positive[r] = True
-        per_class[c] = _all_point_ap(true_positive, num_truths)
+        ranking = rank_class(predictions, targets, c, iou_threshold, max_per_image=None)
+        if ranking.truths:
+            per_class[c] = pr_area(ranking, "voc")
     mean = float(np.mean(list(per_class.values()))) if per_class else 0.0
     return mean, per_class
 
