@@ -147,8 +147,17 @@ def current() -> Session:
 class Collector:
     """A pytest plugin that records each test's points, function, outcome and message."""
 
-    def __init__(self, session: Session, only: set | None = None):
-        self.session, self.only = session, only
+    def __init__(self, session: Session, only: set | None = None, banned: set | None = None):
+        self.session, self.only, self.banned = session, only, banned or set()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem):
+        """A function found calling a banned name in its source earns nothing on any of its tests
+        (results() says why): its tests are recorded as failed without running its code."""
+        function = pyfuncitem.get_closest_marker("function")
+        if function and function.args[0] in self.banned:
+            raise Finding(f"{function.args[0]} was not run: it calls a function this exercise does not allow")
+        return None
 
     def pytest_collection_modifyitems(self, config, items):
         if self.only is None:
@@ -242,12 +251,14 @@ def grade(assignment_id: str, notebook: pathlib.Path, root: pathlib.Path = ROOT,
         notes.append(broken)
     hide = hidden_paths(root, notebook, hide_extra)
     session, isolation = run_suite(assignment_id, stmts, ref_stmts, hide, limits, missing, banned_rules, broken,
-                                   notes, device="cpu", keep_reference=keep_reference, only=only)
+                                   notes, device="cpu", keep_reference=keep_reference, only=only,
+                                   statically_banned=set(static))
     result = results(session, located, static, notes, isolation)
     if not broken and cuda_present():
         # Scored on the CPU; on a GPU machine the same tests run on CUDA as unscored feedback.
         cuda_session, _ = run_suite(assignment_id, stmts, ref_stmts, hide, limits, missing, banned_rules, broken,
-                                    [], device="cuda", keep_reference=keep_reference, only=only)
+                                    [], device="cuda", keep_reference=keep_reference, only=only,
+                                    statically_banned=set(static))
         result["extra"]["cuda_feedback"] = [
             {"name": f"{o['function']}: {o['name']}", "passed": o["passed"], "output": o["message"] or "passed"}
             for o in cuda_session.outcomes]
@@ -267,8 +278,10 @@ def cuda_present() -> bool:
 
 
 def run_suite(assignment_id, stmts, ref_stmts, hide, limits, missing, banned_rules, broken, notes, device,
-              keep_reference=False, only=None):
-    """Start the workers (on `device`), run the hidden suite against them; (session, isolation)."""
+              keep_reference=False, only=None, statically_banned=frozenset()):
+    """Start the workers (on `device`), run the hidden suite against them; (session, isolation).
+
+    statically_banned: graded functions whose source calls a banned name; their tests are not run."""
     cuda = device == "cuda"
     student_worker = Worker(stmts, hide=hide, limits=limits, cuda=cuda) if not broken else None
     if keep_reference:
@@ -296,7 +309,7 @@ def run_suite(assignment_id, stmts, ref_stmts, hide, limits, missing, banned_rul
                              str(SUITES / "pytest.ini"), "--rootdir", str(SUITES), "-p", "no:xdist",
                              # its collection of unraisable exceptions runs gc twice per session (0.5 s)
                              "-p", "no:unraisableexception",
-                             "-W", "ignore"], plugins=[Collector(session, only)])
+                             "-W", "ignore"], plugins=[Collector(session, only, statically_banned)])
         finally:
             _CURRENT.session = None
         isolation = {}

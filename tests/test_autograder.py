@@ -119,3 +119,34 @@ def test_cuda_feedback_run_is_reported_unscored(tmp_path):
     result = engine.grade(ASSIGNMENT, submission(tmp_path), limits=FAST)
     assert result["score"] == 10
     assert len(result["extra"]["cuda_feedback"]) == 10 and "On CUDA (not scored)" in result["output"]
+
+
+def test_tests_of_a_function_found_calling_a_banned_name_are_not_run(tmp_path):
+    """Such a function earns nothing whatever its tests say, so the grader does not spend their time
+    (a11's whole suite, trained models and all, for a submission that calls torchvision's detector)."""
+    ran = tmp_path / "banned function's test ran"
+    suite = tmp_path / "test_tiny_suite.py"
+    suite.write_text(f'''
+import pathlib
+import pytest
+
+
+@pytest.mark.function("banned")
+@pytest.mark.points(2)
+def test_banned_works():
+    pathlib.Path({str(ran)!r}).write_text("ran")
+
+
+@pytest.mark.function("allowed")
+@pytest.mark.points(1)
+def test_allowed_works():
+    pass
+''')
+    session = engine.Session(student=None, reference=None)
+    pytest.main([str(suite), "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "-W", "ignore"],
+                plugins=[engine.Collector(session, banned={"banned"})])
+    assert not ran.exists()
+    outcomes = {o["function"]: o for o in session.outcomes}
+    assert not outcomes["banned"]["passed"] and "was not run" in outcomes["banned"]["message"]
+    assert outcomes["banned"]["max_score"] == 2.0
+    assert outcomes["allowed"]["passed"]
