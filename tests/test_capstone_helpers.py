@@ -19,6 +19,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from odcourse import capstone
 from odcourse.data import CLASSES, make_scene
 from odcourse.rpn import tiny_backbone
+from tests.explorers import set_controls, shown_statically
 
 matplotlib.use("Agg")
 
@@ -56,11 +57,6 @@ def anchors_by_hand(rows: int, columns: int, stride: int) -> torch.Tensor:
     return (shifts[:, None, :] + cell[None]).reshape(-1, 4)
 
 
-def set_controls(explorer, **values):
-    for name, value in values.items():
-        explorer.controls[name].value = value  # what a student moving a control does
-
-
 def rectangles(ax, kind: str) -> dict[int, list[float]]:
     """{i: [x1, y1, x2, y2]} of the Rectangles with gid "<kind>-i" on ax."""
     found = {}
@@ -81,16 +77,21 @@ def drawn_anchors(ax) -> torch.Tensor:
 
 # --- stages ---------------------------------------------------------------------------------------
 
+@torch.no_grad()
+def stages_by_hand(model, image):
+    """(detections, the transformed batch, its features, the RPN's proposals) of one image, step by step."""
+    batch, _ = model.transform([image])
+    features = model.backbone(batch.tensors)
+    return model([image])[0], batch, features, model.rpn(batch, {"0": features})[0][0]
+
+
 def test_stages_are_what_the_detector_computes():
     model = small_detector()
     image, _ = make_scene(seed=3, index=0)
     found = capstone.stages(model, image)
+    expected, _, features, proposals = stages_by_hand(model, image)
     with torch.no_grad():
-        expected = model([image])[0]
-        batch, _ = model.transform([image])
-        features = model.backbone(batch.tensors)
         logits = model.rpn.head([features])[0][0][0]  # float[9, 16, 16]
-        proposals = model.rpn(batch, {"0": features})[0][0]
     assert set(found.detections) == set(expected)
     assert all(torch.equal(found.detections[key], expected[key]) for key in expected)
     assert torch.equal(found.anchors, anchors_by_hand(16, 16, STRIDE))  # 2304 anchors in torchvision's order
@@ -106,11 +107,7 @@ def test_stages_are_in_the_input_images_pixels_when_the_model_resizes():
     model = small_detector(size=256, masks=True)  # a 128 x 128 image is enlarged twice
     image, _ = make_scene(seed=3, index=1)
     found = capstone.stages(model, image)
-    with torch.no_grad():
-        expected = model([image])[0]
-        batch, _ = model.transform([image])
-        features = model.backbone(batch.tensors)
-        proposals = model.rpn(batch, {"0": features})[0][0]
+    expected, batch, _, proposals = stages_by_hand(model, image)
     assert tuple(batch.tensors.shape[-2:]) == (256, 256)
     assert set(found.detections) == {"boxes", "scores", "labels", "masks"}
     assert all(torch.equal(found.detections[key], expected[key]) for key in expected)
@@ -181,11 +178,8 @@ def test_explorer_draws_the_top_n_proposals_and_the_detections_above_the_score()
 
 
 def test_explorer_shows_one_static_figure_while_the_book_builds(monkeypatch):
-    monkeypatch.setenv("ODCOURSE_STATIC", "1")
-    shown = []
-    monkeypatch.setattr("odcourse.widgets.display", shown.append)
     images, _ = explorer_data(2)
-    capstone.ProposalExplorer(small_detector(), images, image=1, top_n=7).show()
+    shown = shown_statically(monkeypatch, capstone.ProposalExplorer(small_detector(), images, image=1, top_n=7).show)
     assert len(shown) == 1 and isinstance(shown[0], Figure) and len(shown[0].axes) == 3
     assert len(rectangles(shown[0].axes[1], "proposal")) == 7
     assert not rectangles(shown[0].axes[0], "truth")  # no targets given: nothing dotted

@@ -15,6 +15,7 @@ from torch import nn
 
 from odcourse import detectors, ssd
 from odcourse.data import CLASSES, make_scene
+from tests.explorers import set_controls, shown_statically
 
 matplotlib.use("Agg")
 
@@ -196,11 +197,6 @@ def test_detect_draws_masks():
     assert np.abs(inside - GREY).max() > 0.1  # tinted by the mask's colour
 
 
-def set_controls(explorer, **values):
-    for name, value in values.items():
-        explorer.controls[name].value = value  # what a student moving a control does
-
-
 def test_detection_panel_threshold_changes_what_is_drawn_without_rerunning_the_model():
     model = FixedDetector(fixed_output(BOXES, SCORES, LABELS))
     panel = detectors.DetectionPanel(model, CLASSES, {"grey": torch.full((3, 64, 64), GREY)}, score_threshold=0.5)
@@ -234,10 +230,7 @@ def test_detection_panel_loads_a_typed_path_and_reports_a_bad_one(tmp_path, monk
     set_controls(panel, url=str(tmp_path / "missing.png"))
     (error,) = [t for t in panel.figure.axes[0].texts if t.get_gid() == "error"]
     assert "missing.png" in error.get_text() and panel.shown is None
-    monkeypatch.setenv("ODCOURSE_STATIC", "1")
-    shown = []
-    monkeypatch.setattr("odcourse.widgets.display", shown.append)
-    panel.show()
+    shown = shown_statically(monkeypatch, panel.show)
     assert len(shown) == 1 and isinstance(shown[0], Figure)
 
 
@@ -404,10 +397,7 @@ def test_pr_explorer_operating_point_by_hand(monkeypatch):
     assert "AP: VOC 0.833, COCO 0.835" in explorer.figure.axes[1].get_title()
     kinds = patches_by_kind(explorer.figure)
     assert kinds == {"hit": 1, "miss": 0, "truth": 2}  # score >= 0.85: the first detection only
-    monkeypatch.setenv("ODCOURSE_STATIC", "1")
-    shown = []
-    monkeypatch.setattr("odcourse.widgets.display", shown.append)
-    explorer.show()
+    shown = shown_statically(monkeypatch, explorer.show)
     assert len(shown) == 1 and isinstance(shown[0], Figure)
 
 

@@ -9,6 +9,7 @@ from torchvision.models.detection._utils import BoxCoder
 
 from odcourse import rcnn
 from odcourse.data import make_scene
+from tests.explorers import shown_statically
 
 
 def drawn(figure: Figure, name: str) -> list[float]:
@@ -42,10 +43,8 @@ def test_explorer_redraws_and_draws_the_box_that_boxcoder_decodes():
 
 
 def test_explorer_shows_one_static_figure_while_the_book_builds(monkeypatch):
-    monkeypatch.setenv("ODCOURSE_STATIC", "1")
-    shown = []
-    monkeypatch.setattr("odcourse.widgets.display", shown.append)
-    rcnn.BoxRegressionExplorer(torch.rand(3, 32, 32), [2, 2, 20, 20], [4, 4, 22, 24], dx=0.1).show()
+    explorer = rcnn.BoxRegressionExplorer(torch.rand(3, 32, 32), [2, 2, 20, 20], [4, 4, 22, 24], dx=0.1)
+    shown = shown_statically(monkeypatch, explorer.show)
     assert len(shown) == 1 and isinstance(shown[0], Figure)
 
 

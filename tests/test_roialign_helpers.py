@@ -10,6 +10,7 @@ from matplotlib.patches import Rectangle
 from torchvision.ops import roi_align, roi_pool
 
 from odcourse import roialign
+from tests.explorers import set_controls, shown_statically
 
 matplotlib.use("Agg")
 
@@ -44,11 +45,6 @@ def drawn_outputs(figure: Figure, axes_index: int) -> list[float]:
 def sorted_points(points: torch.Tensor) -> list[float]:
     """Points float[n, 2] sorted by (x, y), flattened to x0, y0, x1, y1, ..."""
     return [v for point in sorted(map(tuple, points.tolist())) for v in point]
-
-
-def set_controls(explorer, **values):
-    for name, value in values.items():
-        explorer.controls[name].value = value  # what a student moving a control does
 
 
 @pytest.mark.parametrize("output_size,sampling_ratio,aligned", [(2, 2, True), (3, 1, False), (4, 3, True),
@@ -109,10 +105,7 @@ def test_explorer_pool_bins_hold_the_maxima_that_roi_pool_returns(box, output_si
 def test_explorer_puts_box_corners_in_order_and_shows_one_static_figure(monkeypatch):
     explorer = roialign.RoIAlignExplorer(x1=5.0, y1=4.0, x2=1.0, y2=2.0)
     assert explorer.box(**{k: explorer.values()[k] for k in ("x1", "y1", "x2", "y2")}) == [1.0, 2.0, 5.0, 4.0]
-    monkeypatch.setenv("ODCOURSE_STATIC", "1")
-    shown = []
-    monkeypatch.setattr("odcourse.widgets.display", shown.append)
-    explorer.show()
+    shown = shown_statically(monkeypatch, explorer.show)
     assert len(shown) == 1 and isinstance(shown[0], Figure)
 
 

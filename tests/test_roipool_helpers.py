@@ -9,6 +9,7 @@ from torch.nn.functional import adaptive_max_pool2d
 from torchvision.ops import roi_pool
 
 from odcourse import roipool
+from tests.explorers import shown_statically
 
 matplotlib.use("Agg")
 
@@ -84,10 +85,7 @@ def test_sections_outside_the_map_are_empty_and_not_drawn():
 
 
 def test_explorer_shows_one_static_figure_while_the_book_builds(monkeypatch):
-    monkeypatch.setenv("ODCOURSE_STATIC", "1")
-    shown = []
-    monkeypatch.setattr("odcourse.widgets.display", shown.append)
-    roipool.RoIPoolExplorer(output_size=3).show()
+    shown = shown_statically(monkeypatch, roipool.RoIPoolExplorer(output_size=3).show)
     assert len(shown) == 1 and isinstance(shown[0], Figure)
 
 

@@ -14,6 +14,7 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 
 from odcourse import rpn as rpn_helpers
 from odcourse.data import SyntheticShapes, make_scene
+from tests.explorers import set_controls, shown_statically
 
 matplotlib.use("Agg")
 
@@ -64,11 +65,6 @@ def formula_cell_anchors(row, column, sizes, ratios, stride):
             base = (torch.stack([-w, -h, w, h]) / 2).round()
             anchors.append(base + torch.tensor([column * stride, row * stride] * 2, dtype=torch.float32))
     return torch.stack(anchors) if anchors else torch.zeros(0, 4)
-
-
-def set_controls(explorer, **values):
-    for name, value in values.items():
-        explorer.controls[name].value = value  # what a student moving a control does
 
 
 @pytest.mark.parametrize("row,column,sizes,ratios,stride", [
@@ -140,11 +136,8 @@ def test_a_stride_that_does_not_divide_the_image_is_refused():
 
 
 def test_explorer_shows_one_static_figure_while_the_book_builds(monkeypatch):
-    monkeypatch.setenv("ODCOURSE_STATIC", "1")
-    shown = []
-    monkeypatch.setattr("odcourse.widgets.display", shown.append)
     explorer = rpn_helpers.AnchorExplorer()  # the chapter's default: an 800 x 800 scene, stride 16
-    explorer.show()
+    shown = shown_statically(monkeypatch, explorer.show)
     assert len(shown) == 1 and isinstance(shown[0], Figure)
     assert len(drawn_anchors(shown[0])) == 9
     assert "50 x 50 feature map (stride 16)" in shown[0].axes[0].get_title()

@@ -19,6 +19,7 @@ from torchvision.ops import batched_nms, box_iou
 
 from odcourse import ssd
 from odcourse.data import make_scene
+from tests.explorers import set_controls, shown_statically
 
 matplotlib.use("Agg")
 
@@ -298,11 +299,6 @@ def test_ap_matches_the_best_unmatched_object_and_is_one_when_perfect():
 
 # --- the explorer --------------------------------------------------------------------------------
 
-def set_controls(explorer, **values):
-    for name, value in values.items():
-        explorer.controls[name].value = value  # what a student moving a control does
-
-
 def drawn_defaults(figure):
     found = {}
     for patch in figure.axes[0].patches:
@@ -355,8 +351,5 @@ def test_explorer_keeps_the_cell_inside_a_smaller_map_and_shows_a_static_figure(
     boxes = [box for box, _ in drawn_defaults(small.redraw())]
     expected = ssd.make_default_boxes(**SMALL, dtype=torch.float64)[576 + (3 * 6 + 2) * 6:576 + (3 * 6 + 3) * 6] * 96
     assert torch.allclose(torch.tensor(boxes, dtype=torch.float64), expected, atol=1e-9)
-    monkeypatch.setenv("ODCOURSE_STATIC", "1")
-    shown = []
-    monkeypatch.setattr("odcourse.widgets.display", shown.append)
-    explorer.show()
+    shown = shown_statically(monkeypatch, explorer.show)
     assert len(shown) == 1 and isinstance(shown[0], Figure)

@@ -11,15 +11,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from odcourse import transconv
+from tests.explorers import set_controls, shown_statically
 
 matplotlib.use("Agg")
 
 TOLERANCE = 1e-10  # float64 throughout: sums of a few dozen products of numbers of order 1
-
-
-def set_controls(explorer, **values):
-    for name, value in values.items():
-        explorer.controls[name].value = value  # what a student moving a control does
 
 
 def drawn(figure: Figure, prefix: str) -> set[tuple[int, int]]:
@@ -158,10 +154,7 @@ def test_explorer_says_when_the_kernel_does_not_fit_and_shows_one_static_figure(
     explorer = transconv.ConvMatrixExplorer(input_size=3, kernel_size=4, padding=0)
     figure = explorer.redraw()
     assert any(t.get_gid() == "invalid" for ax in figure.axes for t in ax.texts)
-    monkeypatch.setenv("ODCOURSE_STATIC", "1")
-    shown = []
-    monkeypatch.setattr("odcourse.widgets.display", shown.append)
-    transconv.ConvMatrixExplorer().show()
+    shown = shown_statically(monkeypatch, transconv.ConvMatrixExplorer().show)
     assert len(shown) == 1 and isinstance(shown[0], Figure)
 
 

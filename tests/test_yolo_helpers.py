@@ -12,6 +12,7 @@ from torchvision.ops import batched_nms, box_iou, nms
 
 from odcourse import yolo
 from odcourse.data import SyntheticShapes
+from tests.explorers import set_controls, shown_statically
 
 matplotlib.use("Agg")
 
@@ -20,11 +21,6 @@ def random_boxes(generator, count, scale=1.0, dtype=torch.float64):
     corners = torch.rand(count, 2, generator=generator, dtype=dtype) * 0.8 * scale
     sizes = 0.02 * scale + torch.rand(count, 2, generator=generator, dtype=dtype) * 0.4 * scale
     return torch.cat([corners, corners + sizes], dim=1)
-
-
-def set_controls(explorer, **values):
-    for name, value in values.items():
-        explorer.controls[name].value = value  # what a student moving a control does
 
 
 def gids(figure, prefix, axes_index=0):
@@ -408,9 +404,5 @@ def test_nms_explorer_table_and_static_figure(monkeypatch):
     table = next(t.get_text() for t in figure.axes[1].texts if t.get_gid() == "table")
     assert "0.02   ignored (low confidence)" in table and "0.05   kept (#" in table
     assert table.count("kept (#") == len(gids(figure, "kept"))
-    monkeypatch.setenv("ODCOURSE_STATIC", "1")
-    shown = []
-    monkeypatch.setattr("odcourse.widgets.display", shown.append)
-    explorer.show()
-    yolo.YoloGridExplorer().show()
+    shown = shown_statically(monkeypatch, lambda: (explorer.show(), yolo.YoloGridExplorer().show()))
     assert len(shown) == 2 and all(isinstance(item, Figure) for item in shown)
