@@ -2,23 +2,20 @@
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
+from . import assignment as assignments
 from . import engine
+from .result import Result
+from .workers import Limits
 
 
-def summary(result: dict, notebook: pathlib.Path) -> str:
-    lines = [f"{notebook.name}: {result['score']:g} / {result['max_score']:g}"]
-    for test in result["tests"]:
-        mark = "ok  " if test["score"] == test["max_score"] else "FAIL"
-        lines.append(f"  {mark} {test['score']:g}/{test['max_score']:g}  {test['name']}")
-        if test["score"] != test["max_score"]:
-            lines.append(f"         {test['output']}")
-    if result.get("output"):
-        lines.append("notes: " + result["output"].replace("\n", "\n       "))
-    return "\n".join(lines)
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--json", type=pathlib.Path, required=True, help="where to write results.json")
     grade.add_argument("--hide", type=pathlib.Path, action="append", default=[],
                        help="a further folder the student's code must not see (e.g. the course directory)")
+    grade.add_argument("--budget", type=_seconds, default=None,
+                       help="seconds for the whole grading (default: the assignment's, 600 unless its suite says)")
+    grade.add_argument("--call-seconds", type=_seconds, default=None,
+                       help="seconds one call of a student's function may take (default 30)")
     klass = commands.add_parser("class", help="grade every submission of a class into an nbgrader course directory")
     klass.add_argument("assignment")
     klass.add_argument("course", type=pathlib.Path, help="the nbgrader course directory")
@@ -39,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     scope.add_argument("assignment")
     scope.add_argument("-o", "--output", type=pathlib.Path, required=True, help="the bundle zip to write")
     args = parser.parse_args(argv)
-    if args.assignment not in engine.known_assignments():
-        parser.error(f"unknown assignment {args.assignment!r}; known: {', '.join(engine.known_assignments())}")
+    if args.assignment not in assignments.known():
+        parser.error(f"unknown assignment {args.assignment!r}; known: {', '.join(assignments.known())}")
     if args.command == "gradescope":
         from . import gradescope
 
@@ -52,10 +53,23 @@ def main(argv: list[str] | None = None) -> int:
         outcome = classroom.grade_class(args.assignment, args.course, args.jobs, args.zip)
         print(classroom.table(outcome, args.assignment))
         return 0
-    result = engine.grade(args.assignment, args.notebook, hide_extra=args.hide)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    print(summary(result, args.notebook))
+    try:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.touch()
+    except OSError as error:
+        parser.error(f"cannot write the results file {args.json}: {error.strerror}")
+    limits = Limits(call_seconds=args.call_seconds) if args.call_seconds else None
+    try:
+        result = engine.grade(args.assignment, args.notebook, hide_extra=args.hide, limits=limits,
+                              budget_seconds=args.budget)
+    except Exception as error:  # a fault of the grader's: the student still gets a results file
+        print(f"autograder: the grader failed on {args.notebook} ({type(error).__name__}: {error})", file=sys.stderr)
+        result = Result(args.assignment, notes=["the grader itself failed on this notebook; your instructor has been "
+                                                "told (nothing in your notebook was graded)"],
+                        flags=[f"the grader failed ({type(error).__name__})"])
+    args.json.write_text(result.json())
+    sys.stdout.reconfigure(errors="replace")
+    print(result.summary(args.notebook.name))
     return 0
 
 

@@ -24,7 +24,6 @@ import concurrent.futures
 import csv
 import datetime
 import hashlib
-import html
 import json
 import multiprocessing
 import os
@@ -37,10 +36,10 @@ import zipfile
 
 import nbformat
 
+from . import assignment as assignments
 from . import engine
 from .notebook import SubmissionError, locate, read_cells
-
-ROOT = engine.ROOT
+from .result import Result, clean
 STUDENT_ID = re.compile(r"[^A-Za-z0-9._@-]+")
 
 
@@ -107,13 +106,13 @@ def restore_metadata(submission: pathlib.Path, assignment: str) -> nbformat.Note
         cells = read_cells(submission)
     except SubmissionError:
         return None
-    functions, _ = engine.suite_spec(assignment)
+    spec = assignments.load(assignment)
     by_grade_id = {}
-    for name, grade_id in functions.items():
+    for name, grade_id in spec.functions.items():
         found = locate(cells, name, grade_id)
         if found.cell is not None:
             by_grade_id[grade_id] = found.cell.source
-    template = nbformat.read(ROOT / "assignments" / assignment / f"{assignment}.ipynb", as_version=4)
+    template = nbformat.read(spec.release, as_version=4)
     for cell in template.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         if grade_id in by_grade_id:
@@ -139,8 +138,9 @@ def grade_one(assignment: str, student: str, notebook: pathlib.Path, course: pat
                 return previous
         except json.JSONDecodeError:
             pass
-    result = engine.grade(assignment, notebook, hide_extra=[course], keep_reference=True)
-    result.setdefault("extra", {})["submission_sha256"] = fingerprint
+    graded = engine.grade(assignment, notebook, hide_extra=[course], keep_reference=True)
+    graded.extra["submission_sha256"] = fingerprint
+    result = graded.to_gradescope()
     partial = store / f".{student}.json.partial"
     partial.write_text(json.dumps(result, indent=2))
     partial.replace(out)  # a run interrupted here leaves the old file or the new one, whole
@@ -149,9 +149,8 @@ def grade_one(assignment: str, student: str, notebook: pathlib.Path, course: pat
 
 def _failed(error: BaseException) -> dict:
     """The result of a submission the grader itself failed on: not stored, so a re-run retries it."""
-    return {"score": 0.0, "max_score": 0.0, "tests": [], "extra": {},
-            "output": f"the grader failed on this submission ({type(error).__name__}: {error}); "
-                      "run the class command again"}
+    return {"score": 0.0, "max_score": 0.0, "tests": [], "extra": {"flags": ["the grader failed on it"]},
+            "output": f"the grader failed on this submission ({type(error).__name__}); run the class command again"}
 
 
 def ensure_assignment(course: pathlib.Path, assignment: str) -> None:
@@ -172,7 +171,7 @@ def ensure_assignment(course: pathlib.Path, assignment: str) -> None:
         config.write_text("c = get_config()\n")
     done = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", assignment, "--force",
                            f"--CourseDirectory.root={course}",
-                           f"--CourseDirectory.source_directory={ROOT / 'solutions'}",
+                           f"--CourseDirectory.source_directory={assignments.load(assignment).source.parent.parent}",
                            f"--CourseDirectory.release_directory={course / 'release'}",
                            f"--CourseDirectory.db_url=sqlite:///{course / 'gradebook.db'}"],
                           cwd=course, env=nbgrader_env(), capture_output=True, text=True)
@@ -184,11 +183,8 @@ def record(course: pathlib.Path, assignment: str, student: str, result: dict, ti
     """Write the automatic scores of one submission into gradebook.db; manual scores stay."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    per_function = {}
-    for test in result["tests"]:
-        got, top = per_function.get(test["tags"][0], (0.0, 0.0))
-        per_function[test["tags"][0]] = (got + test["score"], top + test["max_score"])
-    functions, _ = engine.suite_spec(assignment)
+    per_function = Result.from_gradescope(result, assignment).points_by_function()
+    functions = assignments.load(assignment).functions
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         gradebook.update_or_create_student(student)
         try:
@@ -200,19 +196,6 @@ def record(course: pathlib.Path, assignment: str, student: str, result: dict, ti
             got, top = per_function.get(name, (0.0, 1.0))
             grade.auto_score = grade.max_score * (got / top if top else 0.0)
         gradebook.db.commit()
-
-
-def feedback_html(assignment: str, student: str, result: dict) -> str:
-    rows = "".join(
-        f"<tr class='{'pass' if t['score'] == t['max_score'] else 'fail'}'><td>{html.escape(t['name'])}</td>"
-        f"<td>{t['score']:g} / {t['max_score']:g}</td><td>{html.escape(t['output'])}</td></tr>"
-        for t in result["tests"])
-    notes = f"<p>{html.escape(result['output'])}</p>" if result.get("output") else ""
-    return (f"<!doctype html><meta charset='utf-8'><title>{assignment}: {student}</title>"
-            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td{padding:.3em .6em;"
-            "vertical-align:top}.fail td:first-child{color:#b03a2e}.pass td:first-child{color:#1e8449}</style>"
-            f"<h1>{assignment}: {result['score']:g} / {result.get('max_score', 0):g}</h1>{notes}"
-            f"<table><tr><th>test</th><th>points</th><th>what it found</th></tr>{rows}</table>")
 
 
 def grade_class(assignment: str, course: pathlib.Path, jobs: int = 2, archive: pathlib.Path | None = None,
@@ -253,7 +236,7 @@ def grade_class(assignment: str, course: pathlib.Path, jobs: int = 2, archive: p
                 except Exception as error:
                     print(f"autograder: grading {student} failed twice: {first!r}; {error!r}", file=sys.stderr)
                     results[student] = _failed(error)
-    rows = []
+    rows, flagged = [], {}
     for student in sorted(results):
         result = results[student]
         timestamp_file = found[student].parent / "timestamp.txt"
@@ -267,8 +250,11 @@ def grade_class(assignment: str, course: pathlib.Path, jobs: int = 2, archive: p
         # Not under feedback/: that folder is nbgrader's (generate_feedback --force replaces it).
         feedback = course / "autograder-feedback" / assignment
         feedback.mkdir(parents=True, exist_ok=True)
-        (feedback / f"{student}.html").write_text(feedback_html(assignment, student, result))
+        (feedback / f"{student}.html").write_text(Result.from_gradescope(result, assignment).feedback_html(student))
         rows.append({"student": student, "score": result["score"], "max_score": result.get("max_score", 0)})
+        flags = result.get("extra", {}).get("flags", [])
+        if flags:
+            flagged[student] = flags
     with open(course / f"grades-{assignment}.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["student", "score", "max_score"])
         writer.writeheader()
@@ -279,7 +265,7 @@ def grade_class(assignment: str, course: pathlib.Path, jobs: int = 2, archive: p
             if test["score"] < test["max_score"]:
                 failures[test["name"]] = failures.get(test["name"], 0) + 1
     mean = sum(r["score"] for r in rows) / len(rows) if rows else 0.0
-    return {"students": len(rows), "mean": mean, "failures": failures, "refused": refused}
+    return {"students": len(rows), "mean": mean, "failures": failures, "refused": refused, "flagged": flagged}
 
 
 def table(summary: dict, assignment: str) -> str:
@@ -291,4 +277,6 @@ def table(summary: dict, assignment: str) -> str:
             lines.append(f"  {name:<{width}}  {count}")
     for entry in summary["refused"]:
         lines.append(f"refused from the zip: {entry}")
+    for student, flags in sorted(summary.get("flagged", {}).items()):
+        lines.append(f"flagged: {student}: {clean('; '.join(flags), 500)}")
     return "\n".join(lines)

@@ -15,9 +15,8 @@ import re
 import stat
 import zipfile
 
-from . import engine
-
-ROOT = engine.ROOT
+from . import assignment as assignments
+from .assignment import ROOT
 # What the grader, the hidden suites and the helper package import (their own dependencies follow).
 NEEDED = ("torch", "torchvision", "numpy", "matplotlib", "ipywidgets", "pytest", "nbformat", "pillow", "psutil",
           "hypothesis", "scikit-image", "scipy", "networkx")
@@ -28,6 +27,8 @@ set -euo pipefail
 apt-get update -qq && apt-get install -y -qq python3 python3-pip python3-venv >/dev/null
 python3 -m venv /autograder/venv
 /autograder/venv/bin/pip install --quiet -r /autograder/source/requirements.txt
+# the course's helper package, importable by the workers (the rest of source/ is hidden from them)
+/autograder/venv/bin/python -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'odcourse-source.pth').write_text('/autograder/source\\n')"
 """
 
 RUN = """#!/usr/bin/env bash
@@ -56,17 +57,17 @@ def requirements() -> str:
 
 def bundle(assignment: str, target: pathlib.Path) -> pathlib.Path:
     """Write the bundle zip for `assignment` to `target`."""
-    engine.suite_spec(assignment)  # KeyError for an unknown assignment
+    spec = assignments.load(assignment)  # UnknownAssignment (a KeyError) for an unknown id
     files = {
         "source/requirements.txt": requirements(),
-        f"source/solutions/{assignment}/{assignment}.ipynb": (ROOT / "solutions" / assignment / f"{assignment}.ipynb").read_text(),
-        f"source/assignments/{assignment}/{assignment}.ipynb": (ROOT / "assignments" / assignment / f"{assignment}.ipynb").read_text(),
+        f"source/solutions/{assignment}/{assignment}.ipynb": spec.source.read_text(),
+        f"source/assignments/{assignment}/{assignment}.ipynb": spec.release.read_text(),
     }
-    for path in sorted((ROOT / "autograder").glob("*.py")):
-        files[f"source/autograder/{path.name}"] = path.read_text()
+    for path in sorted((ROOT / "autograder").glob("*.py")) + sorted((ROOT / "autograder" / "worker").glob("*.py")):
+        files[f"source/{path.relative_to(ROOT)}"] = path.read_text()
     suites = ROOT / "autograder" / "suites"
-    shared = [p.name for p in sorted(suites.glob("*.py")) if not p.name.startswith("test_")]  # conftest, support
-    for name in shared + ["pytest.ini", engine.suite_path(assignment).name]:
+    shared = [p.name for p in sorted(suites.glob("*.py")) if not p.name.startswith("test_")]  # support, detections
+    for name in shared + ["pytest.ini", spec.suite.name]:
         files[f"source/autograder/suites/{name}"] = (suites / name).read_text()
     for path in sorted((ROOT / "odcourse").rglob("*.py")):
         files[f"source/odcourse/{path.relative_to(ROOT / 'odcourse')}"] = path.read_text()

@@ -29,6 +29,7 @@ class Cell:
     grade_id: str | None = None
     cell_id: str | None = None
     graded: bool = False  # an nbgrader test cell
+    solution: bool = False  # an nbgrader solution cell (where the student writes)
 
 
 def _text(source) -> str:
@@ -59,6 +60,9 @@ def read_cells(path: pathlib.Path) -> list[Cell]:
     except json.JSONDecodeError as error:
         raise SubmissionError(f"the file is not a valid notebook (JSON error at line {error.lineno}): "
                               "download it again with File > Download > .ipynb") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise SubmissionError("the file is not a notebook (its JSON is nested too deeply or is too large to read): "
+                              "download it again with File > Download > .ipynb") from None
     if not isinstance(notebook, dict):
         raise SubmissionError("the file is JSON but not a notebook")
     if "cells" in notebook and isinstance(notebook["cells"], list):
@@ -78,9 +82,10 @@ def read_cells(path: pathlib.Path) -> list[Cell]:
         source = _text(cell.get(code_key if kind == "code" else "source", cell.get("source", "")))
         meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
         nbgrader = meta.get("nbgrader") if isinstance(meta.get("nbgrader"), dict) else {}
-        cells.append(Cell(index, kind, source, nbgrader.get("grade_id"),
+        grade_id = nbgrader.get("grade_id") if isinstance(nbgrader.get("grade_id"), str) else None
+        cells.append(Cell(index, kind if isinstance(kind, str) else "", source, grade_id,
                           cell.get("id") if isinstance(cell.get("id"), str) else None,
-                          bool(nbgrader.get("grade"))))
+                          bool(nbgrader.get("grade")), bool(nbgrader.get("solution"))))
     return cells
 
 
@@ -97,6 +102,20 @@ def neutralise(source: str) -> str:
         match = MAGIC.match(line)
         lines.append(f"{match.group(1)}pass  # grader: removed {match.group(2)[:40]!r}" if match else line)
     return "\n".join(lines) + "\n"
+
+
+def parse(source: str) -> ast.Module | None:
+    """The syntax tree of a cell's code, or None when it cannot be read: a syntax error, a NUL
+    or a lone surrogate, or nesting too deep for the parser (200,000 unary minus signs)."""
+    if len(source) > MAX_CELL_CHARACTERS:
+        return None
+    try:
+        return ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError, UnicodeError, OverflowError):
+        return None
+
+
+MAX_CELL_CHARACTERS = 256 * 1024
 
 
 def defined_names(tree: ast.Module) -> set[str]:
@@ -116,10 +135,8 @@ def locate(cells: list[Cell], name: str, grade_id: str) -> Located:
     parsed = {}
     for cell in cells:
         if cell.kind == "code":
-            try:
-                parsed[cell.index] = defined_names(ast.parse(neutralise(cell.source)))
-            except SyntaxError:
-                parsed[cell.index] = None
+            tree = parse(neutralise(cell.source))
+            parsed[cell.index] = defined_names(tree) if tree is not None else None
     for how, match in (("nbgrader metadata", lambda c: c.grade_id == grade_id),
                        ("cell id", lambda c: c.cell_id == grade_id)):
         for cell in cells:
@@ -135,24 +152,32 @@ def locate(cells: list[Cell], name: str, grade_id: str) -> Located:
                                "line as it was given")
 
 
-def statements(cells: list[Cell], located: dict[str, Located]) -> list[dict]:
+def statements(cells: list[Cell], located: dict[str, Located], refused: set = frozenset(),
+               course_code: set = frozenset()) -> list[dict]:
     """What the worker runs, in notebook order: each cell's imports, definitions and
     assignments (one statement at a time), never its top-level calls; a graded name only from
-    the cell that `locate` chose for it. Test cells are left out."""
+    the cell that `locate` chose for it. Test cells and `refused` cells (screening) are left out.
+
+    Each statement: {"code", "label", "cell", "defines" (the graded name it defines, or None),
+    "binds" (top-level names it binds), "fills" (names whose item or attribute it sets: `T[k] = v`),
+    "uses" (names it reads), "runs_code" (False for
+    definitions, imports and literal assignments), "course_code" (from a `course_code` cell: the
+    released notebook's own code, unchanged)}."""
     chosen = {loc.cell.index: name for name, loc in located.items() if loc.cell is not None}
     graded = set(located)
     found = []
     for cell in cells:
-        if cell.kind != "code" or cell.graded:
+        if cell.kind != "code" or cell.graded or cell.index in refused:
             continue
         code = neutralise(cell.source)
-        try:
-            tree = ast.parse(code)
-        except SyntaxError as error:
+        tree = parse(code)
+        if tree is None:
             if cell.index in chosen:
-                found.append({"code": f"raise SyntaxError({str(error)!r})\n",
-                              "label": f"cell {cell.index + 1}", "defines": chosen[cell.index]})
+                found.append({"code": "raise SyntaxError('the cell cannot be read')\n", "label": f"cell {cell.index + 1}",
+                              "cell": cell.index, "defines": chosen[cell.index], "binds": [chosen[cell.index]],
+                              "fills": [], "uses": [], "runs_code": False, "course_code": False})
             continue
+        lines = code.splitlines()
         for node in tree.body:
             keep = isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef,
                                      ast.ClassDef, ast.Assign, ast.AnnAssign))
@@ -162,8 +187,52 @@ def statements(cells: list[Cell], located: dict[str, Located]) -> list[dict]:
             if name in graded and chosen.get(cell.index) != name:
                 continue  # another copy of a graded function: the located one counts
             segment = ast.get_source_segment(code, node, padded=True)
-            if node.__dict__.get("decorator_list"):
+            if getattr(node, "decorator_list", None):
                 first = min(d.lineno for d in node.decorator_list)
-                segment = "\n".join(code.splitlines()[first - 1:node.end_lineno])
-            found.append({"code": segment + "\n", "label": f"cell {cell.index + 1}", "defines": name})
+                segment = "\n".join(lines[first - 1:node.end_lineno])
+            found.append({"code": segment + "\n", "label": f"cell {cell.index + 1}", "cell": cell.index,
+                          "defines": name if name in graded else None, "binds": sorted(_binds(node, False)),
+                          "fills": sorted(_binds(node, True) - _binds(node, False)),
+                          "uses": sorted(_uses(node)), "runs_code": _runs_code(node),
+                          "course_code": cell.index in course_code})
     return found
+
+
+def _binds(node, fills: bool) -> set[str]:
+    """The top-level names a statement binds, and with `fills` also those it fills (T[k] = v)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, ast.Import):
+        return {a.asname or a.name.split(".")[0] for a in node.names}
+    if isinstance(node, ast.ImportFrom):
+        return {a.asname or a.name for a in node.names}
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    names = set()
+    for target in targets:
+        while isinstance(target, ast.Starred):
+            target = target.value
+        if isinstance(target, (ast.Subscript, ast.Attribute)) and not fills:
+            continue
+        while isinstance(target, (ast.Subscript, ast.Attribute)):
+            target = target.value  # `TABLE[k] = v` and `OBJ.x = v` fill TABLE and OBJ
+        if isinstance(target, ast.Name):
+            names.add(target.id)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    return names
+
+
+def _uses(node) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _runs_code(node) -> bool:
+    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return False
+    if node.value is None:
+        return False
+    try:
+        ast.literal_eval(node.value)
+        return False
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+        return True

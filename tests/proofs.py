@@ -7,7 +7,8 @@ import textwrap
 import nbformat
 
 from autograder import engine
-from autograder.sandbox import Limits
+from autograder import assignment as assignments
+from autograder.workers import Limits
 from tests.conftest import ROOT
 from tests.notebook_grading import student_notebook
 
@@ -30,8 +31,9 @@ def submission(assignment: str, folder, answers: dict | None = None, name: str |
 
 
 def grade(assignment: str, folder, answers: dict | None = None, only: set | None = None) -> dict:
+    """Gradescope's results.json of the released notebook filled with the reference but `answers`."""
     answers = {k: answer(v) for k, v in (answers or {}).items()}
-    return engine.grade(assignment, submission(assignment, folder, answers), limits=FAST, only=only)
+    return engine.grade(assignment, submission(assignment, folder, answers), limits=FAST, only=only).to_gradescope()
 
 
 def scores(result: dict) -> dict[str, tuple[float, float]]:
@@ -50,7 +52,7 @@ def assert_mistake_is_named(assignment: str, folder, grade_id: str, code: str, p
     `phrase`. Only that function's tests run (and those of `dependents`, functions that call it
     as the assignment asks, which may lose points too): every other function is the reference's
     own code, whose full marks tests/test_assignments_graded.py proves."""
-    function = {g: name for name, g in engine.suite_spec(assignment)[0].items()}[grade_id]
+    function = assignments.load(assignment).function_of(grade_id)
     result = grade(assignment, folder, {grade_id: code}, only={function, *dependents})
     got = scores(result)
     assert got[function][0] < got[function][1], f"the wrong answer kept all its points: {result['tests']}"

@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.slow]
 
 @pytest.mark.parametrize("assignment", assignment_ids())
 def test_reference_earns_full_marks(assignment):
-    result = engine.grade(assignment, ROOT / "solutions" / assignment / f"{assignment}.ipynb", limits=FAST)
+    result = engine.grade(assignment, ROOT / "solutions" / assignment / f"{assignment}.ipynb", limits=FAST).to_gradescope()
     assert [(t["name"], t["output"]) for t in result["tests"] if t["score"] < t["max_score"]] == []
     assert result["score"] == result["max_score"] > 0
     assert result["output"] == "", result["output"]  # the notebook loads without an error
@@ -20,6 +20,6 @@ def test_reference_earns_full_marks(assignment):
 
 @pytest.mark.parametrize("assignment", assignment_ids())
 def test_released_stub_scores_zero(assignment):
-    result = engine.grade(assignment, ROOT / "assignments" / assignment / f"{assignment}.ipynb", limits=FAST)
+    result = engine.grade(assignment, ROOT / "assignments" / assignment / f"{assignment}.ipynb", limits=FAST).to_gradescope()
     assert result["score"] == 0 and result["max_score"] > 0
     assert all("not implemented yet" in t["output"] for t in result["tests"]), [t["output"] for t in result["tests"]]

@@ -8,7 +8,8 @@ import nbformat
 import pytest
 
 from autograder import engine
-from autograder.sandbox import Limits
+from autograder.plugin import Plugin, Session
+from autograder.workers import Limits
 from tests.conftest import ROOT
 from tests.notebook_grading import student_notebook
 from tests.test_a01_colab import DIFFERENT_BUT_RIGHT, WRONG, answer
@@ -77,7 +78,7 @@ def test_unknown_assignment_is_a_usage_error(tmp_path):
 
 
 def test_released_stub_scores_zero_and_says_not_implemented(tmp_path):
-    result = engine.grade(ASSIGNMENT, RELEASE, limits=FAST)
+    result = engine.grade(ASSIGNMENT, RELEASE, limits=FAST).to_gradescope()
     assert result["score"] == 0 and result["max_score"] == 10
     assert all("not implemented yet" in t["output"] for t in result["tests"])
 
@@ -88,7 +89,7 @@ ROOTED = pytest.mark.skipif(__import__("os").geteuid() != 0,
 
 @ROOTED
 def test_isolation_held_on_this_machine(tmp_path):
-    result = engine.grade(ASSIGNMENT, submission(tmp_path), limits=FAST)
+    result = engine.grade(ASSIGNMENT, submission(tmp_path), limits=FAST).to_gradescope()
     assert result["score"] == 10
     isolation = result["extra"]["isolation"]
     assert isolation["network"] is True and isolation["read_only"] is True
@@ -98,7 +99,7 @@ def test_isolation_held_on_this_machine(tmp_path):
 @pytest.mark.parametrize("mistake", sorted(WRONG))
 def test_wrong_answers_lose_points_on_the_test_that_names_the_mistake(tmp_path, mistake):
     grade_id, code, _, phrase = WRONG[mistake]
-    result = engine.grade(ASSIGNMENT, submission(tmp_path, {grade_id: answer(code)}), limits=FAST)
+    result = engine.grade(ASSIGNMENT, submission(tmp_path, {grade_id: answer(code)}), limits=FAST).to_gradescope()
     function = grade_id.replace("-", "_")
     got = scores(result)
     assert got[function][0] < got[function][1], f"{mistake} kept all its points"
@@ -109,14 +110,14 @@ def test_wrong_answers_lose_points_on_the_test_that_names_the_mistake(tmp_path, 
 
 def test_right_answers_written_differently_earn_full_marks(tmp_path):
     answers = {k: answer(v) for k, v in DIFFERENT_BUT_RIGHT.items()}
-    result = engine.grade(ASSIGNMENT, submission(tmp_path, answers), limits=FAST)
+    result = engine.grade(ASSIGNMENT, submission(tmp_path, answers), limits=FAST).to_gradescope()
     assert [t["output"] for t in result["tests"] if t["score"] < t["max_score"]] == []
     assert result["score"] == 10
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a GPU: the CUDA feedback run")
 def test_cuda_feedback_run_is_reported_unscored(tmp_path):
-    result = engine.grade(ASSIGNMENT, submission(tmp_path), limits=FAST)
+    result = engine.grade(ASSIGNMENT, submission(tmp_path), limits=FAST).to_gradescope()
     assert result["score"] == 10
     assert len(result["extra"]["cuda_feedback"]) == 10 and "On CUDA (not scored)" in result["output"]
 
@@ -142,11 +143,11 @@ def test_banned_works():
 def test_allowed_works():
     pass
 ''')
-    session = engine.Session(student=None, reference=None)
+    session = Session(student=None, reference=None, not_graded={"banned": "banned was not run: it uses a ban"})
     pytest.main([str(suite), "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "-W", "ignore"],
-                plugins=[engine.Collector(session, banned={"banned"})])
+                plugins=[Plugin(session)])
     assert not ran.exists()
-    outcomes = {o["function"]: o for o in session.outcomes}
-    assert not outcomes["banned"]["passed"] and "was not run" in outcomes["banned"]["message"]
-    assert outcomes["banned"]["max_score"] == 2.0
-    assert outcomes["allowed"]["passed"]
+    outcomes = {o.function: o for o in session.outcomes}
+    assert not outcomes["banned"].passed and "was not run" in outcomes["banned"].output
+    assert outcomes["banned"].max_score == 2.0 and not outcomes["banned"].ran
+    assert outcomes["allowed"].passed

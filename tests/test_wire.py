@@ -5,22 +5,14 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from autograder import wire
+from autograder.worker import wire
+from autograder.worker.channel import dumps, loads
 
 DTYPES = [torch.float16, torch.float32, torch.float64, torch.int64, torch.int32, torch.uint8, torch.bool]
 
 
 def round_trip(value):
-    return wire.decode(wire.read_message(_Stream(wire.dumps(wire.encode(value)))))
-
-
-class _Stream:
-    def __init__(self, data):
-        self.data = data
-
-    def read(self, n):
-        chunk, self.data = self.data[:n], self.data[n:]
-        return chunk
+    return wire.decode(loads(dumps({"value": wire.encode(value)}))["value"])
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
@@ -59,3 +51,23 @@ def test_other_objects_arrive_as_opaque_never_as_themselves():
 def test_malformed_values_are_refused(bad):
     with pytest.raises(ValueError):
         wire.decode(bad)
+
+
+def test_values_nested_too_deeply_are_refused():
+    deep = 1
+    for _ in range(100):
+        deep = [deep]
+    with pytest.raises(ValueError):
+        wire.encode(deep)
+    with pytest.raises(ValueError):
+        wire.decode(deep)
+
+
+def test_a_digest_sees_any_change_of_bytes_dtype_or_shape():
+    x = torch.arange(6, dtype=torch.float32)
+    same = {wire.digest(x), wire.digest(x.clone()), wire.digest(x.reshape(2, 3).reshape(6))}
+    assert len(same) == 1
+    changed = x.clone()
+    changed[3] = changed[3].nextafter(torch.tensor(10.0))  # one bit
+    others = {wire.digest(changed), wire.digest(x.double()), wire.digest(x.reshape(2, 3)), wire.digest(x[:5])}
+    assert len(others) == 4 and not (others & same)

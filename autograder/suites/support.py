@@ -72,39 +72,106 @@ def expect_close(got, want: torch.Tensor, what: str, hint: str, atol: float = 1e
 
 
 def expect_unchanged(proxy, name: str) -> None:
-    """The last call through `proxy` left its tensor arguments as they were."""
+    """The last call through `proxy` left its tensor arguments as they were (the grader compares
+    the arguments it sent with the worker's after the call)."""
     expect(not proxy.last_modified, f"{name} changed its input tensor(s) in place; a graded function must not "
                                     "modify its inputs (work on new tensors)")
 
 
-def expect_fast(student, reference, name: str, args: tuple, factor: float, floor: float = 0.02,
-                hint: str = "use tensor operations on all boxes at once, not a Python loop",
-                backward: bool = False) -> None:
-    """The student's function takes at most `factor` times the reference's time on `args`
-    (timed inside the workers; `floor` seconds are always allowed).
+def roughly_equal(got, want, rtol: float = 1e-3) -> bool:
+    """Whether two results agree: the same structure, tensors of the same shape and dtype, equal
+    integers, floats within rtol of the largest magnitude (a speed check's guard against a fast
+    wrong answer, not the correctness test)."""
+    if isinstance(want, torch.Tensor):
+        if not isinstance(got, torch.Tensor) or got.dtype != want.dtype:
+            return False
+        if not want.dtype.is_floating_point and want.dim() == 1 and got.dim() == 1:
+            # kept indices (nms): a comparison exactly at the threshold may fall either way in
+            # float32, so a handful of the thousands may differ
+            differ = len(set(got.tolist()) ^ set(want.tolist()))
+            return differ <= max(1, len(want) // 100)
+        if got.shape != want.shape:
+            return False
+        if not want.dtype.is_floating_point:
+            return bool(torch.equal(got.cpu(), want.cpu()))
+        a, b = got.detach().cpu().double(), want.detach().cpu().double()
+        scale = float(b.abs().max()) if b.numel() else 0.0
+        return bool(torch.isclose(a, b, rtol=rtol, atol=rtol * max(scale, 1e-6), equal_nan=True).all())
+    if isinstance(want, (tuple, list)):
+        return isinstance(got, (tuple, list)) and len(got) == len(want) and all(
+            roughly_equal(g, w, rtol) for g, w in zip(got, want))
+    if isinstance(want, dict):
+        return isinstance(got, dict) and set(got) == set(want) and all(roughly_equal(got[k], want[k], rtol) for k in want)
+    if isinstance(want, float):
+        return isinstance(got, (int, float)) and math.isclose(got, want, rel_tol=rtol, abs_tol=rtol)
+    return got == want
 
-    Reference and student runs alternate, so that a burst of load on the machine slows both
-    sides alike (a class graded two at a time beside other work once made a correct answer
-    seen at 5x the reference fail the 10x limit when the reference was timed in a quiet moment).
-    The student's fastest run counts against the median reference run, after at least two
-    rounds and at most three.
+
+def expect_fast(student, reference, name: str, inputs, factor: float, floor: float = 0.02,
+                hint: str = "use tensor operations on all boxes at once, not a Python loop",
+                backward: bool = False, seed: int = 0) -> None:
+    """The student's function takes at most `factor` times the reference's time, and gives the
+    reference's results, on large inputs.
+
+    inputs(generator) -> the call's arguments: every run gets inputs no earlier call has seen.
+    Each run is a call in a fresh fork of the notebook's loaded state (nothing an earlier call
+    computed or cached is there, no other process runs), timed by the grading process's clock
+    from the moment the worker's trusted code is about to call the function to the arrival of the
+    result; while the reference is timed, the student's worker is stopped. One more
+    run on inputs of the same kind records the operators the function dispatches (timed runs do
+    not, so that recording costs no time), so the banned ones are seen at this size too.
+    Reference and student runs alternate (load on the machine hits both alike); the student's
+    fastest run counts against the median reference run, after two rounds and at most three.
     backward: time a training step, the call and the backward pass of the sum of its result with
     respect to the first argument."""
     what = "forward and backward pass" if backward else "call"
-    failure = f"{name} ({what}) did not finish in time on a large input ({{error}}); {hint}"
-    probe = {"kind": "backward", "wrt": [0], "discard": True} if backward else None
+    failure = f"{name} is too slow: its {what} did not finish in time on a large input ({{error}}); {hint}"
+    probe = {"kind": "backward", "wrt": [0]} if backward else None
+    base = 7919 * (seed + 1)
+    student.timed(name, *inputs(generator(base)), probe=probe, record=True, failure=failure)
     reference_runs, student_runs = [], []
     for round_ in range(3):
-        reference.call(name, *args, probe=probe)
-        reference_runs.append(reference.last_function_seconds)
-        student.call(name, *args, failure=failure, probe=probe)
-        student_runs.append(student.last_function_seconds)
+        args = inputs(generator(base + 1 + round_))
+        with student.frozen():
+            want, seconds = reference.timed(name, *args, probe=probe)
+        reference_runs.append(seconds)
+        got, seconds = student.timed(name, *args, probe=probe, failure=failure)
+        student_runs.append(seconds)
+        expect(roughly_equal(got, want), f"{name} gives wrong results on a large input, so its speed is not judged; "
+                                         "the other tests say what differs")
         limit = max(factor * statistics.median(reference_runs), floor)
         if round_ >= 1 and (min(student_runs) <= limit or min(student_runs) > 3 * limit):
             break  # decided: within the limit, or far beyond what load could explain
     if min(student_runs) > limit:
         expect(False, f"{name} is too slow: its {what} takes {min(student_runs):.3f} s where the limit is "
                       f"{limit:.3f} s ({factor:g} times the reference on the same input); {hint}")
+
+
+def expect_gradient_matches_finite_differences(student, name: str, args: tuple, wrt: int, upstream,
+                                               what: str, directions: int = 6, eps: float = 1e-6,
+                                               seed: int = 0) -> None:
+    """The gradient the student's function gives (by autograd through its code, a custom backward
+    included) agrees with central finite differences of its forward, both computed from values the
+    function returned: <upstream, (f(x + eps v) - f(x - eps v)) / (2 eps)> = <grad_x, v> for random
+    directions v (float64 inputs; relative tolerance 1e-4)."""
+    value, grads = student.call(name, *args, probe={"kind": "backward", "wrt": [wrt], "grad_output": upstream},
+                                failure=f"the gradient through {name.split('.')[0]} could not be computed ({{error}})")
+    gradient = grads[0].double()
+    g = generator(seed)
+    x = args[wrt]
+    for _ in range(directions):
+        v = torch.randn(x.shape, generator=g, dtype=torch.float64).to(x.device).to(x.dtype)
+        plus, minus = list(args), list(args)
+        plus[wrt], minus[wrt] = x + eps * v, x - eps * v
+        f_plus = student.call(name, *plus, failure=f"{name} failed ({{error}})")
+        f_minus = student.call(name, *minus, failure=f"{name} failed ({{error}})")
+        expect(isinstance(f_plus, torch.Tensor) and isinstance(f_minus, torch.Tensor),
+               f"{name} must return a tensor")
+        numeric = float(((f_plus.double() - f_minus.double()) / (2 * eps) * upstream.double().cpu()).sum())
+        analytic = float((gradient.cpu() * v.double().cpu()).sum())
+        expect(math.isclose(numeric, analytic, rel_tol=1e-4, abs_tol=1e-6 * max(1.0, abs(numeric))),
+               f"{what}: the backward does not match finite differences of the forward (the gradient along a "
+               f"random direction is {analytic:.6g} where the forward's change gives {numeric:.6g})")
 
 
 def finite(value) -> bool:

@@ -17,15 +17,22 @@ CONVOLUTIONS = ["torch.nn.functional.conv1d", "torch.nn.functional.conv2d", "tor
                 "torch.conv_transpose1d", "torch.conv_transpose2d", "torch.conv_transpose3d", "torch.convolution",
                 "torch._convolution", "torch.nn.Conv1d", "torch.nn.Conv2d", "torch.nn.Conv3d", "torch.nn.ConvTranspose1d",
                 "torch.nn.ConvTranspose2d", "torch.nn.ConvTranspose3d", "torch.nn.LazyConv2d",
-                "torch.nn.LazyConvTranspose2d", "torch.nn.grad", "torch.ops.aten", "torch._C._nn", "torchvision.ops"]
+                "torch.nn.LazyConvTranspose2d", "torch.nn.grad", "torch.ops.aten", "torch._C._nn", "torchvision.ops",
+                # the operators every convolution of PyTorch dispatches, whatever Python name reached them
+                "aten::convolution", "aten::_convolution", "aten::convolution_overrideable", "aten::mkldnn_convolution",
+                "aten::_slow_conv2d_forward", "aten::slow_conv_transpose2d", "aten::slow_conv3d_forward",
+                "aten::slow_conv_dilated2d", "aten::_conv_depthwise2d", "aten::_nnpack_spatial_convolution",
+                "aten::cudnn_convolution", "aten::cudnn_convolution_transpose", "aten::miopen_convolution",
+                "aten::convolution_backward"]
+UNFOLD = ["torch.nn.functional.unfold", "torch.nn.Unfold", "aten::im2col"]
+FOLD = ["torch.nn.functional.fold", "torch.nn.Fold", "aten::col2im"]
 BANNED = {
-    "conv_matrix": CONVOLUTIONS + ["torch.nn.functional.unfold", "torch.nn.functional.fold", "torch.nn.Unfold",
-                                   "torch.nn.Fold", "torch.autograd.functional", "torch.func"],
-    "conv2d_im2col": CONVOLUTIONS + ["torch.nn.functional.unfold", "torch.nn.Unfold", "torch.nn.functional.fold",
-                                     "torch.nn.Fold"],
+    "conv_matrix": CONVOLUTIONS + UNFOLD + FOLD + ["torch.autograd.functional", "torch.func"],
+    "conv2d_im2col": CONVOLUTIONS + UNFOLD + FOLD,
     "conv_transpose2d": CONVOLUTIONS,
     "bilinear_kernel": CONVOLUTIONS + ["torch.nn.functional.interpolate", "torch.nn.functional.upsample",
-                                       "torch.nn.functional.upsample_bilinear"],
+                                       "torch.nn.functional.upsample_bilinear", "aten::upsample_bilinear2d",
+                                       "aten::upsample_bicubic2d", "aten::upsample_nearest2d", "aten::_upsample_bilinear2d_aa"],
 }
 
 
@@ -211,10 +218,9 @@ def test_conv2d_im2col_layout_and_edge_cases(student, reference, device):
 @pytest.mark.function("conv2d_im2col")
 @pytest.mark.points(1)
 def test_conv2d_im2col_speed(student, reference):
-    g = generator(10)
-    x = torch.randn(1, 4, 160, 160, generator=g)
-    weight = torch.randn(4, 4, 3, 3, generator=g)
-    expect_fast(student, reference, "conv2d_im2col", (x, weight, None, 1, 1), factor=10,
+    expect_fast(student, reference, "conv2d_im2col",
+                lambda g: (torch.randn(1, 4, 160, 160, generator=g), torch.randn(4, 4, 3, 3, generator=g), None, 1, 1),
+                factor=10, seed=10,
                 hint="build all the columns with tensor operations (padding, strided windows) and use one matrix "
                      "product, not a loop over output cells or kernel taps")
 
@@ -294,11 +300,9 @@ def test_conv_transpose2d_layout_and_edge_cases(student, reference, device):
 @pytest.mark.function("conv_transpose2d")
 @pytest.mark.points(1)
 def test_conv_transpose2d_speed(student, reference):
-    g = generator(12)
-    x = torch.randn(1, 64, 64, 64, generator=g)
-    weight = torch.randn(64, 32, 4, 4, generator=g)
-    bias = torch.randn(32, generator=g)
-    expect_fast(student, reference, "conv_transpose2d", (x, weight, bias, 2, 1), factor=20,
+    expect_fast(student, reference, "conv_transpose2d",
+                lambda g: (torch.randn(1, 64, 64, 64, generator=g), torch.randn(64, 32, 4, 4, generator=g),
+                           torch.randn(32, generator=g), 2, 1), factor=20, seed=12,
                 hint="compute every input cell's contributions with one matrix product and add them into place "
                      "with tensor operations (fold, index_add_), not in a loop over cells or kernel taps")
 
