@@ -33,9 +33,10 @@ browser:
 # explorers drawing static figures), into the jupyter-cache in _build/.jupyter_cache, from which
 # jupyter-book takes every page's outputs; unchanged chapters are not executed again.
 # The jupyter-cache keys on a notebook's code only, so a change to the helper package that the
-# chapters import clears it (the stamp holds a hash of odcourse/).
+# chapters import, or to Colab's pinned runtime, clears it (the stamp holds a hash of odcourse/
+# and requirements/colab.txt).
 book: venv
-	@mkdir -p _build; stamp=$$(cat odcourse/*.py odcourse/*/*.py | sha256sum | cut -c1-16); \
+	@mkdir -p _build; stamp=$$(cat odcourse/*.py odcourse/*/*.py requirements/colab.txt | sha256sum | cut -c1-16); \
 	  [ "$$(cat _build/.odcourse-stamp 2>/dev/null)" = "$$stamp" ] || { rm -rf _build/.jupyter_cache _build/html _build/jupyter_execute _build/.doctrees; echo "$$stamp" > _build/.odcourse-stamp; }
 	$(PY) -m coursetools.colab_like
 	ODCOURSE_STATIC=1 $(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going --quiet
