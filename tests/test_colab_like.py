@@ -61,7 +61,10 @@ def test_chapter_ran_top_to_bottom_for_the_book(path):
         colab_like.execute_stale_chapters([path], jobs=1)
         nb = colab_like.cached_execution(path)
     assert nb is not None, f"{path.name}: no execution of its current code in the book's cache"
-    assert colab_like.setup_output(nb).startswith("odcourse "), colab_like.setup_output(nb)
+    setup = colab_like.setup_output(nb)
+    assert setup.startswith("odcourse "), setup
+    torch = colab_pins.runtime()["pins"]["torch"]
+    assert f"| torch {torch}" in setup, f"the book's execution ran on another torch than Colab's {torch}: {setup}"
     assert colab_like.errors(nb) == []
     code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
     assert all(c.get("execution_count") for c in code), "every code cell of the chapter must have run"
