@@ -111,6 +111,7 @@ def pages() -> dict[pathlib.Path, Links]:
     return parsed
 
 
+@pytest.mark.slow  # reads the built book (`make test` builds it first)
 def test_every_internal_link_and_anchor_of_the_site_resolves():
     parsed, broken, checked = pages(), [], 0
     for page, links in parsed.items():
@@ -132,6 +133,7 @@ def test_every_internal_link_and_anchor_of_the_site_resolves():
     assert broken == []
 
 
+@pytest.mark.slow  # reads the built book
 def test_every_colab_link_opens_a_notebook_of_the_repository():
     url, branch = config.repository()
     owner_name = url.removeprefix("https://github.com/")
