@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv book test test-fast assignments notebooks publish browser lock clean
+.PHONY: help venv book test test-fast gpu-check assignments notebooks publish browser lock clean
 
 help:
 	@echo "make book         build the site (every chapter executed) into _build/html"
@@ -14,6 +14,7 @@ help:
 	@echo "make assignments  regenerate assignments/ from solutions/ with nbgrader"
 	@echo "make notebooks    rewrite setup cells from _config.yml and strip outputs"
 	@echo "make publish      assemble the student-facing tree in _publish/ and leak-test it"
+	@echo "make gpu-check    on a CUDA machine: suites, references, notebooks and benches on the GPU (says so without one)"
 
 venv: $(VENV)/.installed
 
@@ -33,15 +34,23 @@ browser:
 # explorers drawing static figures), into the jupyter-cache in _build/.jupyter_cache, from which
 # jupyter-book takes every page's outputs; unchanged chapters are not executed again.
 # The jupyter-cache keys on a notebook's code only, so a change to the helper package that the
-# chapters import clears it (the stamp holds a hash of odcourse/).
+# chapters import, or to Colab's pinned runtime, clears it (the stamp holds a hash of odcourse/
+# and requirements/colab.txt).
 book: venv
-	@mkdir -p _build; stamp=$$(cat odcourse/*.py odcourse/*/*.py | sha256sum | cut -c1-16); \
+	@mkdir -p _build; stamp=$$(cat odcourse/*.py odcourse/*/*.py requirements/colab.txt | sha256sum | cut -c1-16); \
 	  [ "$$(cat _build/.odcourse-stamp 2>/dev/null)" = "$$stamp" ] || { rm -rf _build/.jupyter_cache _build/html _build/jupyter_execute _build/.doctrees; echo "$$stamp" > _build/.odcourse-stamp; }
 	$(PY) -m coursetools.colab_like
 	ODCOURSE_STATIC=1 $(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going --quiet
 
 test: venv browser book
 	$(PY) -m pytest -n 2 --dist loadgroup --durations=25
+
+# On a machine with a CUDA GPU: every reference through its hidden suite with the CUDA feedback run,
+# the references on CUDA against the CPU, the student-filled notebooks of a04, a06, a08 and a11 with
+# the GPU visible, and bench/roi.py, nms.py and capstone.py on CUDA; one table. Without a GPU it says
+# so and exits 0 (CI runs it that way).
+gpu-check: venv
+	$(PY) -m coursetools.gpu_check
 
 test-fast: venv
 	$(PY) -m pytest -m "not slow and not browser"

@@ -19,6 +19,7 @@ from sphinx.util.docutils import SphinxDirective
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from coursetools import colab_pins  # noqa: E402
 from coursetools.config import colab_url  # noqa: E402
 
 STATIC = pathlib.Path(__file__).parent / "static"
@@ -45,7 +46,20 @@ class ColabAssignment(SphinxDirective):
         return [nodes.raw("", markup, format="html")]
 
 
+def runtime_substitutions() -> dict[str, str]:
+    """The Colab runtime the course is checked against, for the pages ({{ colab_torch }}, ...), read from
+    requirements/colab.txt and colab-2026.01.txt so that the book says what the tests run."""
+    current, oldest = colab_pins.runtime(colab_pins.CURRENT), colab_pins.runtime(colab_pins.OLDEST)
+    values = {"colab_source": current["source"], "colab_python": current["python"]}
+    for name in ("torch", "torchvision", "numpy", "matplotlib", "ipywidgets", "pycocotools"):
+        values[f"colab_{name}"] = current["pins"][name]
+    values["colab_oldest"] = (f"Python {oldest['python']}, PyTorch {oldest['pins']['torch']}, torchvision "
+                              f"{oldest['pins']['torchvision']}, NumPy {oldest['pins']['numpy']}")
+    return values
+
+
 def configure(app, config):
+    config.myst_substitutions = {**(config.myst_substitutions or {}), **runtime_substitutions()}
     config.html_static_path.append(str(STATIC))
     # Browsers ask for /favicon.ico on pages without an icon link (the root redirect page).
     config.html_extra_path.append(str(EXTRA))

@@ -11,14 +11,13 @@ from pycocotools.cocoeval import COCOeval
 
 
 def coco_evaluation(predictions, targets, iou_thresholds=None) -> COCOeval:
-    """COCOeval (bbox) run on lists of dicts, after evaluate() and accumulate().
-
-    Each image's ground truths go in reversed: COCOeval gives equal IoUs to the later ground
-    truth, the course to the lower index; the order changes nothing else."""
+    """COCOeval (bbox) run on lists of dicts, after evaluate() and accumulate(): the data as it is
+    (each image's ground truths in their order, boxes (x1, y1, x2, y2) given as (x, y, w, h) with
+    w = x2 - x1 and h = y2 - y1, negative for an inverted box, and area w h)."""
     images, annotations, results, labels = [], [], [], set()
     for i, (prediction, target) in enumerate(zip(predictions, targets)):
         images.append({"id": i + 1, "width": 1000, "height": 1000})
-        for box, label in reversed(list(zip(target["boxes"].double().tolist(), target["labels"].tolist()))):
+        for box, label in zip(target["boxes"].double().tolist(), target["labels"].tolist()):
             w, h = box[2] - box[0], box[3] - box[1]
             annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": label,
                                 "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0})

@@ -1,8 +1,10 @@
 """Run notebooks as a fresh Google Colab runtime would, and execute the book's chapters that way.
 
-A Colab-like environment holds only the packages a Colab runtime preinstalls
-(requirements/colab.txt, at the versions of requirements/lock.txt) and whatever a notebook's own
-setup cell installs. The setup cell installs the helpers exactly as in Colab,
+A Colab-like environment holds only the packages a Colab runtime preinstalls, at the versions of
+Colab's published runtime (requirements/colab.txt; requirements/colab-2026.01.txt for the oldest
+runtime a notebook can pin; both written by `python -m coursetools.colab_pins`), with that
+runtime's Python where this machine has it (pyenv's; else Python 3.11, and a line says so), and
+whatever a notebook's own setup cell installs. The setup cell installs the helpers exactly as in Colab,
 `pip install "odcourse @ git+<repository>@main"`, here from a local git repository holding the
 published helper files (ODCOURSE_INSTALL_FROM points the cell at it).
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import glob
 import json
 import os
 import pathlib
@@ -29,6 +32,7 @@ import time
 
 import nbformat
 
+from . import colab_pins
 from .config import ROOT, book_config
 
 UV = [sys.executable, "-m", "uv"]
@@ -50,15 +54,38 @@ def helper_repository(folder: pathlib.Path, root: pathlib.Path = ROOT) -> str:
     return f"odcourse @ git+file://{folder}@main"
 
 
-def colab_like_kernel(folder: pathlib.Path, root: pathlib.Path = ROOT) -> pathlib.Path:
-    """A fresh environment of Colab's preinstalled packages in folder/env, with a Jupyter kernel
-    named colab-like in folder/jupyter (put it on JUPYTER_PATH). Returns the environment."""
+def find_python(version: str) -> tuple[str, str]:
+    """(interpreter, its version) for a runtime's Python "X.Y.Z": an X.Y of pyenv's (the newest
+    patch release) or on PATH; else the Python running this (3.11), with a line on stdout saying so."""
+    wanted = ".".join(version.split(".")[:2])
+    pyenv = pathlib.Path(os.environ.get("PYENV_ROOT", pathlib.Path.home() / ".pyenv")) / "versions"
+    found = sorted(glob.glob(str(pyenv / f"{wanted}.*" / "bin" / "python")),
+                   key=lambda p: [int(v) if v.isdigit() else -1 for v in pathlib.Path(p).parts[-3].split(".")])
+    on_path = shutil.which(f"python{wanted}")
+    if found:
+        chosen = found[-1]
+    elif on_path and "shims" not in pathlib.Path(on_path).parts:  # pyenv's shims fail for inactive versions
+        chosen = on_path
+    else:
+        base = getattr(sys, "_base_executable", None) or sys.executable
+        print(f"colab-like: this machine has no Python {wanted} (Colab's runtime has {version}): using Python "
+              f"{sys.version.split()[0]} instead", flush=True)
+        return base, sys.version.split()[0]
+    done = subprocess.run([chosen, "-c", "import platform; print(platform.python_version())"], capture_output=True,
+                          text=True, check=True)
+    return chosen, done.stdout.strip()
+
+
+def colab_like_kernel(folder: pathlib.Path, runtime: pathlib.Path = colab_pins.CURRENT) -> pathlib.Path:
+    """A fresh environment of Colab's preinstalled packages (the pins file `runtime`, with its
+    Python) in folder/env, with a Jupyter kernel named colab-like in folder/jupyter (put it on
+    JUPYTER_PATH). Returns the environment."""
     env = folder / "env"
-    base = getattr(sys, "_base_executable", None) or "3.11"
-    subprocess.run(UV + ["venv", "--seed", "-q", "--python", base, str(env)], check=True)
-    subprocess.run(UV + ["pip", "install", "-q", "--python", str(env / "bin" / "python"),
-                         "-r", str(root / "requirements" / "colab.txt"),
-                         "-c", str(root / "requirements" / "lock.txt")], check=True)
+    python, _ = find_python(colab_pins.runtime(runtime)["python"])
+    variables = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    subprocess.run(UV + ["venv", "-q", "--python", python, str(env)], check=True, env=variables)
+    subprocess.run(UV + ["pip", "install", "-q", "--python", str(env / "bin" / "python"), "-r", str(runtime)],
+                   check=True, env=variables)
     spec = folder / "jupyter" / "kernels" / "colab-like"
     spec.mkdir(parents=True, exist_ok=True)
     (spec / "kernel.json").write_text(json.dumps({
@@ -75,10 +102,11 @@ def has_helpers(env: pathlib.Path, cwd: pathlib.Path) -> bool:
 
 
 def run_notebook(path: pathlib.Path, folder: pathlib.Path, helpers: str, allow_errors: bool = False,
-                 environment: dict | None = None) -> nbformat.NotebookNode:
-    """Execute `path` top to bottom in a new Colab-like environment made in `folder`; return the
-    executed notebook. Raises RuntimeError (with the end of the run's stderr) if it fails."""
-    env = colab_like_kernel(folder)
+                 environment: dict | None = None, runtime: pathlib.Path = colab_pins.CURRENT) -> nbformat.NotebookNode:
+    """Execute `path` top to bottom in a new Colab-like environment (of the pins file `runtime`)
+    made in `folder`; return the executed notebook. Raises RuntimeError (with the end of the
+    run's stderr) if it fails."""
+    env = colab_like_kernel(folder, runtime)
     if has_helpers(env, folder):
         raise RuntimeError("the Colab-like environment must start without the course helpers")
     work = folder / "work"  # not the repository: its odcourse/ folder must not be importable

@@ -1,6 +1,7 @@
-"""Proofs for a10-evaluation: the reference agrees with pycocotools' COCOeval (its matches, its
-COCO-interpolated precision per class and its mAP, map_50 and map_75, on random and quantised
-data sets), VOC's all-points AP equals the VOC devkit's formulation, the visible check's worked
+"""Proofs for a10-evaluation: the reference agrees with pycocotools' COCOeval, fed the data as it is
+(its matches, ties included, its COCO-interpolated precision per class and its mAP, map_50 and
+map_75, on random and quantised data sets, with and without inverted and zero-area boxes), VOC's
+all-points AP equals the VOC devkit's formulation, the visible check's worked
 examples are COCOeval's numbers; plausible wrong answers lose points on the test that names the
 mistake; right answers written differently (loops over detections and recall levels, a call of
 match_detections per threshold, class and image) earn full marks."""
@@ -24,9 +25,9 @@ TOLERANCE = 1e-9  # the contract asks for 1e-3; the reference computes what COCO
 
 
 @PROPERTY
-@given(st.integers(0, 10**6), st.integers(1, 25), st.integers(1, 4), st.booleans())
-def test_mean_average_precision_equals_cocoeval(seed, images, classes, quantised):
-    predictions, targets = data_set(seed, images, classes, quantised)
+@given(st.integers(0, 10**6), st.integers(1, 25), st.integers(1, 4), st.booleans(), st.booleans())
+def test_mean_average_precision_equals_cocoeval(seed, images, classes, quantised, degenerate):
+    predictions, targets = data_set(seed, images, classes, quantised, degenerate=degenerate)
     got, want = REF.mean_average_precision(predictions, targets), coco_map(predictions, targets)
     assert all(abs(got[k] - want[k]) <= TOLERANCE for k in want), (got, want)
 
@@ -46,10 +47,40 @@ def test_nothing_to_measure_is_minus_one_as_in_cocoeval():
     assert coco_map(empty, nothing)["map"] == -1.0
 
 
+def test_inverted_and_zero_area_boxes_as_cocoeval_treats_them():
+    """COCOeval ignores what has a negative area (an unmatched inverted detection, an inverted
+    ground truth), not what has zero area; the reference follows it on data that has both."""
+    predictions, targets = data_set(11, 8, 3, False, degenerate=True)
+    areas = torch.cat([(d["boxes"][:, 2] - d["boxes"][:, 0]) * (d["boxes"][:, 3] - d["boxes"][:, 1])
+                       for d in predictions + targets])
+    assert (areas < 0).sum() >= 3 and (areas == 0).sum() >= 3
+    got, want = REF.mean_average_precision(predictions, targets), coco_map(predictions, targets)
+    assert all(abs(got[k] - want[k]) <= TOLERANCE for k in want), (got, want)
+    # one image: an inverted detection scored first, an exact one, a zero-area one; a ground truth
+    # and an inverted one: COCOeval's AP is 1 (the visible check's example)
+    prediction = {"boxes": torch.tensor([[60.0, 60.0, 50.0, 70.0], [0.0, 0.0, 10.0, 10.0], [80.0, 80.0, 80.0, 90.0]]),
+                  "scores": torch.tensor([0.95, 0.9, 0.7]), "labels": torch.tensor([1, 1, 1])}
+    target = {"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0], [30.0, 0.0, 20.0, 10.0]]), "labels": torch.tensor([1, 1])}
+    for result in (coco_map([prediction], [target]), REF.mean_average_precision([prediction], [target])):
+        assert all(abs(result[k] - 1.0) <= TOLERANCE for k in ("map", "map_50", "map_75")), result
+
+
+def test_equal_ious_go_to_the_later_ground_truth_as_in_cocoeval():
+    gt = torch.tensor([[0.0, 0.0, 20.0, 10.0], [10.0, 0.0, 30.0, 10.0], [0.0, 0.0, 20.0, 10.0]])
+    boxes, scores = torch.tensor([[5.0, 0.0, 25.0, 10.0], [0.0, 0.0, 20.0, 10.0]]), torch.tensor([0.9, 0.8])
+    record = coco_evaluation([{"boxes": boxes, "scores": scores, "labels": torch.ones(2, dtype=torch.int64)}],
+                             [{"boxes": gt, "labels": torch.ones(3, dtype=torch.int64)}], [0.3])
+    matched = [e for e in record.evalImgs if e is not None and e["aRng"] == [0, 1e10]][0]["dtMatches"][0]
+    # detection 0 overlaps the three ground truths equally (IoU 0.6): it takes the last, 2;
+    # detection 1 is equal to ground truths 0 and 2: it takes 0, the one left
+    assert [int(m) - 1 for m in matched] == [2, 0]
+    assert REF.match_detections(boxes, scores, gt, 0.3).tolist() == [2, 0]
+
+
 @PROPERTY
-@given(st.integers(0, 10**6), st.integers(0, 10), st.integers(0, 30), st.booleans())
-def test_match_detections_equals_cocoevals_matches(seed, truths, count, quantised):
-    boxes, scores, gt = scene(torch.Generator().manual_seed(seed), truths, count, quantised)
+@given(st.integers(0, 10**6), st.integers(0, 10), st.integers(0, 30), st.booleans(), st.booleans())
+def test_match_detections_equals_cocoevals_matches(seed, truths, count, quantised, degenerate):
+    boxes, scores, gt = scene(torch.Generator().manual_seed(seed), truths, count, quantised, degenerate=degenerate)
     prediction = {"boxes": boxes, "scores": scores, "labels": torch.ones(count, dtype=torch.int64)}
     target = {"boxes": gt, "labels": torch.ones(truths, dtype=torch.int64)}
     evaluation = coco_evaluation([prediction], [target], [0.3, 0.5, 0.75])
@@ -59,8 +90,8 @@ def test_match_detections_equals_cocoevals_matches(seed, truths, count, quantise
         want = torch.full((count,), -1, dtype=torch.int64)
         if record:
             order = torch.sort(scores, descending=True, stable=True).indices[:100]
-            # COCOeval's annotation ids run backwards over the image's ground truths (reversed above)
-            want[order] = torch.tensor([int(truths - m) if m > 0 else -1 for m in record[0]["dtMatches"][t]],
+            # COCOeval's annotation ids are 1, 2, ... in the order of the image's ground truths
+            want[order] = torch.tensor([int(m) - 1 if m > 0 else -1 for m in record[0]["dtMatches"][t]],
                                        dtype=torch.int64)
         assert torch.equal(got, want), (threshold, got, want)
 
@@ -152,7 +183,7 @@ def match_detections(pred_boxes, pred_scores, gt_boxes, iou_threshold=0.5):
 MATCH_PARTS = dict(order="torch.sort(pred_scores, descending=True, stable=True).indices.tolist()",
                    choose="""candidates = (iou[d] >= iou_threshold) & ~taken
         if candidates.any():
-            best = int(torch.where(candidates, iou[d], -1.0).argmax())
+            best = g - 1 - int(torch.where(candidates, iou[d], -1.0).flip(0).argmax())
             result[d] = best
             taken[best] = True""")
 
@@ -209,16 +240,26 @@ def mean_average_precision(predictions, targets, iou_thresholds=None):
     thresholds = {thresholds}
     classes = sorted({classes})
 
+    def area(boxes):
+        boxes = boxes.double()
+        return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
     def ap_at(threshold, label):
         scores, hits, truths = [], [], 0
         for prediction, target in zip(predictions, targets):
             mine, theirs = prediction["labels"] == label, target["labels"] == label
-            truths += int(theirs.sum())
+            gt = target["boxes"][theirs]
+            inside = {inside}
+            truths += int(inside.sum())
             s = prediction["scores"][mine]
             keep = torch.sort(s, descending=True, stable=True).indices[:{top}]
-            matched = match_detections(prediction["boxes"][mine][keep], s[keep], target["boxes"][theirs], threshold)
-            scores.append(s[keep].cpu())
-            hits.append(matched.cpu() >= 0)
+            boxes, s = prediction["boxes"][mine][keep], s[keep]
+            matched = match_detections(boxes, s, gt[inside], threshold)
+            ignored = (matched < 0) & {outside}
+            left = (matched < 0).nonzero().squeeze(1)
+            ignored[left[match_detections(boxes[left], s[left], gt[~inside], threshold) >= 0]] = True
+            scores.append(s[~ignored].cpu())
+            hits.append(matched[~ignored].cpu() >= 0)
         return average_precision(torch.cat(scores), torch.cat(hits), truths, {interpolation})
 
     if not classes:
@@ -227,7 +268,8 @@ def mean_average_precision(predictions, targets, iou_thresholds=None):
     return {{"map": sum(table[t] for t in thresholds) / len(thresholds), "map_50": table[0.5], "map_75": table[0.75]}}
 '''
 MAP_PARTS = dict(thresholds="COCO_IOU_THRESHOLDS if iou_thresholds is None else list(iou_thresholds)",
-                 classes="{int(l) for t in targets for l in t['labels']}", top="100", interpolation='"coco"')
+                 classes="{int(l) for t in targets for l in t['labels']}", top="100", interpolation='"coco"',
+                 inside="(area(gt) >= 0) & (area(gt) <= 1e10)", outside="((area(boxes) < 0) | (area(boxes) > 1e10))")
 
 
 def mean_ap(**changes):
@@ -245,6 +287,13 @@ WRONG = {
         if iou[d, best] >= iou_threshold and not taken[best]:
             result[d] = best
             taken[best] = True"""), "not matched yet", ()),
+    "equal IoUs to the lower index": ("match-detections", match(
+        choose=MATCH_PARTS["choose"].replace("g - 1 - int(torch.where(candidates, iou[d], -1.0).flip(0).argmax())",
+                                             "int(torch.where(candidates, iou[d], -1.0).argmax())")),
+        "equal IoUs", ()),
+    "IoU without clamping the overlap": ("match-detections", match().replace("(rb - lt).clamp(min=0).prod(2)",
+                                                                            "(rb - lt).prod(2)"),
+                                         "overlaps nothing", ()),
     # average_precision
     "raw precision, not interpolated": ("average-precision", ap(
         envelope="pass", level="total += next((p for r, p in zip(recalls, precisions) if r >= level), 0.0)"),
@@ -261,6 +310,10 @@ WRONG = {
     "VOC's interpolation": ("mean-average-precision", mean_ap(interpolation='"voc"'), "COCO-interpolated AP", ()),
     "the given thresholds ignored": ("mean-average-precision", mean_ap(thresholds="COCO_IOU_THRESHOLDS"),
                                      "'map' averages over the given thresholds", ()),
+    "inverted ground truths counted": ("mean-average-precision", mean_ap(inside="torch.ones(len(gt), dtype=torch.bool)"),
+                                       "does not count in G", ()),
+    "unmatched inverted detections as false positives": ("mean-average-precision", mean_ap(
+        outside="torch.zeros(len(boxes), dtype=torch.bool)"), "not a false positive", ()),
 }
 
 

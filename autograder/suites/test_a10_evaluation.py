@@ -24,15 +24,16 @@ EVALUATORS = ["pycocotools", "torchmetrics", "faster_coco_eval", "torchvision.op
 BANNED = {"match_detections": EVALUATORS, "average_precision": EVALUATORS, "mean_average_precision": EVALUATORS}
 
 MATCH_HINT = ("take the detections by decreasing score (equal scores: lower index first); each takes, among the "
-              "ground truths not matched yet with IoU >= the threshold, the one of largest IoU (equal IoUs: lower "
-              "index), else -1; the result is in the order of the input detections")
+              "ground truths not matched yet with IoU >= the threshold, the one of largest IoU (equal IoUs: the "
+              "higher index, as COCOeval), else -1; the result is in the order of the input detections")
 AP_HINT = ("sort by decreasing score (stable), precision TP/(TP+FP) and recall TP/G after each detection, the "
            "interpolated precision at recall r is the best precision at any recall >= r; 'voc' sums "
            "(recall step) x (interpolated precision), 'coco' averages it over COCO_RECALL_LEVELS, 0 beyond the "
            "largest recall")
 MAP_HINT = ("per class and IoU threshold: the 100 best-scored detections of the class in each image, matched "
             "within their image, gathered in image order, COCO-interpolated AP with G = the class's ground truths "
-            "in the whole set; classes without ground truths left out; 'map' averages over classes and thresholds")
+            "in the whole set; classes without ground truths left out; 'map' averages over classes and thresholds; "
+            "boxes outside COCO's area range [0, 1e10] (inverted ones) are ignored as the statement says")
 
 
 # match_detections -----------------------------------------------------------------------------
@@ -78,7 +79,8 @@ def test_match_detections_order_duplicates_and_thresholds(student, reference, de
     expect_close(student.match_detections(both, torch.full((2,), 0.5, device=device), ties, 0.3),
                  reference.match_detections(both, torch.full((2,), 0.5, device=device), ties, 0.3),
                  "two equal detections with equal scores between two ground truths of equal IoU",
-                 "equal scores keep the input order; equal IoUs go to the lower-index ground truth", atol=0)
+                 "equal scores keep the input order; equal IoUs go to the later (higher-index) ground truth, as in "
+                 "COCOeval", atol=0)
 
 
 @pytest.mark.function("match_detections")
@@ -90,6 +92,11 @@ def test_match_detections_empty_and_noncontiguous(student, reference, device):
         expect_close(student.match_detections(*args, 0.5), reference.match_detections(*args, 0.5),
                      f"the matches with {what}", "no detections: an empty int64 tensor; no ground truths: every "
                                                  "detection is -1", atol=0)
+    odd, odd_scores, odd_gt = (t.to(device) for t in scene(generator(4), 8, 30, False, degenerate=True))
+    expect_close(student.match_detections(odd, odd_scores, odd_gt, 0.5),
+                 reference.match_detections(odd, odd_scores, odd_gt, 0.5),
+                 "the matches of a scene with inverted and zero-area boxes",
+                 "a box of zero or negative width or height overlaps nothing: its IoU with any box is 0", atol=0)
     expect_close(student.match_detections(noncontiguous(boxes), scores, noncontiguous(gt), 0.5),
                  reference.match_detections(boxes, scores, gt, 0.5), "the matches of boxes stored non-contiguously",
                  MATCH_HINT, atol=0)
@@ -168,7 +175,7 @@ def expect_same_map(got, want, what: str, hint: str = MAP_HINT) -> None:
 
 
 @pytest.mark.function("mean_average_precision")
-@pytest.mark.points(3)
+@pytest.mark.points(2)
 @GRADING
 @given(st.integers(0, 2**31 - 1), st.integers(1, 12), st.integers(1, 4), st.booleans())
 def test_mean_average_precision_of_random_data_sets(student, reference, device, seed, images, classes, quantised):
@@ -177,6 +184,23 @@ def test_mean_average_precision_of_random_data_sets(student, reference, device, 
                        failure=f"mean_average_precision failed on {images} images ({{error}}): {MAP_HINT}")
     expect_same_map(got, reference.mean_average_precision(predictions, targets),
                     f"{images} images of {classes} classes" + (" (boxes on a grid, tied scores)" if quantised else ""))
+
+
+@pytest.mark.function("mean_average_precision")
+@pytest.mark.points(1)
+@GRADING
+@given(st.integers(0, 2**31 - 1), st.integers(1, 12), st.integers(1, 3))
+def test_mean_average_precision_ignores_boxes_outside_the_area_range(student, reference, device, seed, images,
+                                                                     classes):
+    predictions, targets = data_set(seed, images, classes, False, device=device, degenerate=True)
+    got = student.call("mean_average_precision", predictions, targets,
+                       failure=f"mean_average_precision failed on {images} images with inverted and zero-area boxes "
+                               f"({{error}}): {MAP_HINT}")
+    expect_same_map(got, reference.mean_average_precision(predictions, targets),
+                    f"{images} images with inverted and zero-area boxes",
+                    "boxes outside COCO's area range 'all' (0 <= (x2 - x1)(y2 - y1) <= 1e10: inverted boxes have a "
+                    "negative area) are ignored: such a ground truth does not count in G, such a detection left "
+                    "unmatched is not a false positive; zero-area boxes are inside the range and overlap nothing")
 
 
 @pytest.mark.function("mean_average_precision")

@@ -25,7 +25,8 @@ SCORES = torch.tensor([0.6, 0.9, 0.5, 0.3, 0.8])
 
 
 def match_detections(fn) -> None:
-    """Check ``match_detections`` on hand-made boxes: order by score, one match per truth, ties."""
+    """Check ``match_detections`` on hand-made boxes: order by score, one match per truth, ties
+    (as COCOeval: equal IoUs go to the later ground truth), boxes that overlap nothing."""
     with Report("match_detections") as report:
         got = call_keeping_inputs(report, fn, DETECTIONS, SCORES, GT, 0.5)
         report.illustrate(lambda: boxes_picture({"ground truths": (GT, "#3cb44b"),
@@ -50,9 +51,17 @@ def match_detections(fn) -> None:
                            torch.tensor([0.5, 0.5]), torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]]),
                            0.5)
         if expect_tensor(report, tied, "two equal detections on two equal ground truths", shape=(2,)):
-            report.expect(tied.tolist() == [0, 1], f"two equal detections (equal scores) on two equal ground truths "
-                                                   f"got {tied.tolist()} instead of [0, 1]: equal scores keep their "
-                                                   "order, equal IoUs go to the lower index")
+            report.expect(tied.tolist() == [1, 0], f"two equal detections (equal scores) on two equal ground truths "
+                                                   f"got {tied.tolist()} instead of [1, 0]: equal scores keep their "
+                                                   "order (detection 0 chooses first), equal IoUs go to the higher "
+                                                   "index, the later ground truth, as in COCOeval")
+        odd = report.call(fn, torch.tensor([[10.0, 0.0, 0.0, 10.0], [0.0, 0.0, 10.0, 0.0], [0.0, 0.0, 10.0, 10.0]]),
+                          torch.tensor([0.9, 0.8, 0.7]), torch.tensor([[0.0, 0.0, 10.0, 10.0]]), 0.5)
+        if expect_tensor(report, odd, "the matches of an inverted, a zero-area and a true box", shape=(3,)):
+            report.expect(odd.tolist() == [-1, -1, 0], f"an inverted box (x2 < x1) and a box of zero height, both "
+                                                       f"scored above a box exactly on the ground truth, got "
+                                                       f"{odd.tolist()} instead of [-1, -1, 0]: a box of zero or "
+                                                       "negative width or height overlaps nothing (IoU 0)")
         empty = report.call(fn, torch.zeros(0, 4), torch.zeros(0), GT, 0.5)
         report.expect(isinstance(empty, torch.Tensor) and empty.shape == (0,) and empty.dtype == torch.int64,
                       "no detections must give an empty int64 tensor")
@@ -128,6 +137,21 @@ def mean_average_precision(fn) -> None:
         report.expect(abs(ten["map"] - (47.2 + 26.8) / 404) < 1e-9,
                       f"with iou_thresholds [0.5, 0.75] 'map' must be the mean of the two, {(47.2 + 26.8) / 404:.5f}, "
                       f"not {ten['map']}")
+        # COCO's area range [0, 1e10]: the inverted detection (scored first) and the inverted ground
+        # truth have negative areas and are ignored; the zero-area detection is a false positive.
+        # G = 1, ranking TP, FP: AP 1 at every threshold (0.5 if the inverted detection counted as
+        # a false positive, 51 / 101 if the inverted ground truth counted in G).
+        odd = report.call(fn, [{"boxes": torch.tensor([[60.0, 60.0, 50.0, 70.0], [0.0, 0.0, 10.0, 10.0],
+                                                        [80.0, 80.0, 80.0, 90.0]]),
+                                "scores": torch.tensor([0.95, 0.9, 0.7]), "labels": torch.tensor([1, 1, 1])}],
+                          [{"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0], [30.0, 0.0, 20.0, 10.0]]),
+                            "labels": torch.tensor([1, 1])}])
+        report.expect(isinstance(odd, dict) and abs(odd.get("map", 0.0) - 1.0) < 1e-9,
+                      f"an inverted detection scored first, an exact one and a zero-area one, against a ground truth "
+                      f"and an inverted one: 'map' is {odd.get('map') if isinstance(odd, dict) else odd} instead of "
+                      "1.0 (COCOeval's): boxes outside COCO's area range [0, 1e10] (inverted ones have a negative "
+                      "area) are ignored; the inverted ground truth does not count in G (0.505 if it does) and the "
+                      "unmatched inverted detection is not a false positive (0.5 if it is)")
         empty = report.call(fn, [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0),
                                   "labels": torch.zeros(0, dtype=torch.int64)}],
                             [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}])
