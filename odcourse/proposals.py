@@ -420,14 +420,15 @@ def _window_boxes(image_width: int, image_height: int, width: int, height: int, 
 class SlidingWindowExplorer(Explorer):
     """All the windows a classical detector classifies for one window shape and stride.
 
-    The window is `size` pixels high and `size x aspect` wide (aspect is width : height); it is
-    placed every `stride` pixels. One rectangle is drawn per window (one is thick); the title
-    counts them, and the caption counts the same windows on a 640 x 480 image.
+    The window is `size` pixels high and `size / r` wide, for the aspect ratio r = height / width
+    (the course's convention, as torchvision's AnchorGenerator); it is placed every `stride`
+    pixels. One rectangle is drawn per window (one is thick); the title counts them, and the
+    caption counts the same windows on a 640 x 480 image.
     """
 
-    ASPECTS = {"1:2": 0.5, "1:1": 1.0, "2:1": 2.0}
+    ASPECTS = {"1:2 (h/w 0.5)": 0.5, "1:1 (h/w 1)": 1.0, "2:1 (h/w 2)": 2.0}  # the labels of odcourse.rpn
 
-    def __init__(self, image: Tensor | None = None, size: int = 48, aspect: str = "1:1", stride: int = 16):
+    def __init__(self, image: Tensor | None = None, size: int = 48, aspect: str = "1:1 (h/w 1)", stride: int = 16):
         if image is None:
             from .data import make_scene
 
@@ -443,7 +444,7 @@ class SlidingWindowExplorer(Explorer):
 
     def window_shape(self, size: int, aspect: str) -> tuple[int, int]:
         """(width, height) of the window in pixels."""
-        return round(size * self.ASPECTS[aspect]), size
+        return round(size / self.ASPECTS[aspect]), size
 
     def draw(self, size: int, aspect: str, stride: int) -> Figure:
         height, width = self.image.shape[-2:]

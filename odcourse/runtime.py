@@ -45,3 +45,22 @@ def setup(seed: int = 0) -> None:
         f"odcourse {__version__} | Python {platform.python_version()} | torch {torch.__version__}"
         f" | Colab: {'yes' if in_colab() else 'no'} | {gpu}"
     )
+
+
+#: The prefix myst-nb gives the outputs of `myst_nb.glue(..., display=False)`.
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def glue(name: str, value, fmt: str = "") -> None:
+    """Record `value` (formatted with `fmt`, e.g. ",.0f" or ".1%") under `name` for the book's text.
+
+    A chapter's prose quotes a number of its own execution as {glue}`name`, so that the sentence
+    and the output cannot drift apart. This writes the same invisible output as myst-nb's
+    ``glue(name, value, display=False)``, without importing myst-nb, which Colab does not have;
+    Jupyter and Colab show nothing for it, and it returns nothing (a cell may end with it).
+    """
+    from IPython.display import display
+
+    text = format(value, fmt)
+    display({GLUE_PREFIX + "text/plain": text}, raw=True,
+            metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})

@@ -199,6 +199,11 @@ WRONG = {
         boxes[:, 2:] -= boxes[:, :2]
         return boxes[:, 2] * boxes[:, 3]
         """, "must not modify its inputs"),
+    "small integer boxes not widened": ("box-area", AREA_HEAD + """
+        if boxes.dtype == torch.float16:
+            boxes = boxes.float()
+        return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        """, "box_area of int16 boxes"),
     "area from torchvision": ("box-area", AREA_HEAD + """
         import torchvision
         return torchvision.ops.box_area(boxes)
@@ -222,6 +227,13 @@ WRONG = {
         inter = (rb - lt).clamp(min=0).prod(dim=1)
         return inter / (box_area(boxes1) + box_area(boxes2) - inter)
         """, "the result is [N, M]"),
+    "intersection of int16 boxes in int16": ("box-iou", IOU_HEAD + """
+        lt = torch.max(boxes1[:, None, :2], boxes2[None, :, :2])
+        rb = torch.min(boxes1[:, None, 2:], boxes2[None, :, 2:])
+        wh = (rb - lt).clamp(min=0)
+        inter = wh[..., 0] * wh[..., 1]
+        return inter / (box_area(boxes1)[:, None] + box_area(boxes2)[None] - inter)
+        """, "widened to int32 before any arithmetic"),
     "IoU in a double Python loop": ("box-iou", IOU_HEAD + """
         out = torch.zeros(len(boxes1), len(boxes2), dtype=torch.float32 if not boxes1.is_floating_point() else boxes1.dtype, device=boxes1.device)
         for i in range(len(boxes1)):
@@ -321,6 +333,8 @@ DIFFERENT_BUT_RIGHT = {
         def box_area(boxes):
             if boxes.dtype in (torch.float16, torch.bfloat16):
                 boxes = boxes.to(torch.float32)
+            elif boxes.dtype in (torch.int8, torch.uint8, torch.int16):
+                boxes = boxes.to(torch.int32)
             x1, y1, x2, y2 = boxes.unbind(dim=1)
             return (x2 - x1).mul(y2 - y1)
         """,

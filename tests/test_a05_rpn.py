@@ -134,8 +134,8 @@ def test_rpn_loss_equals_compute_loss(seed, n, dtype):
     torch.manual_seed(seed)
     positive, negative = REF.sample_anchors(labels, 64, 0.5)
     got = REF.rpn_loss(objectness, deltas, labels, targets, positive, negative)
-    if int((positive | negative).sum()) == 0:  # torchvision: nan; the assignment: 0
-        assert all(torch.isnan(w) for w in want) and all(float(v) == 0 for v in got)
+    if int((positive | negative).sum()) == 0:  # nothing sampled: nan, as torchvision
+        assert all(torch.isnan(w) for w in want) and all(torch.isnan(v) and v.shape == () for v in got)
         return
     for a, b in zip(got, want):
         assert torch.allclose(a, b, atol=1e-6 if dtype == torch.float32 else 1e-12)
@@ -324,7 +324,8 @@ def rpn_loss(objectness, pred_bbox_deltas, labels, regression_targets, sampled_p
                                 beta={beta}, reduction="sum") / {norm}
     return objectness_loss, box_loss
 '''
-LOSS_PARTS = dict(empty="objectness.sum() * 0, pred_bbox_deltas.sum() * 0",
+LOSS_PARTS = dict(empty="F.binary_cross_entropy_with_logits(objectness[sampled], labels[sampled]), "
+                       "pred_bbox_deltas[sampled].sum() / n",
                   objectness_loss="F.binary_cross_entropy_with_logits(objectness[sampled], labels[sampled])",
                   beta="1 / 9", norm="n")
 
@@ -423,11 +424,10 @@ WRONG = {
     "objectness averaged over every labelled anchor": ("rpn-loss", loss_answer(
         objectness_loss="F.binary_cross_entropy_with_logits(objectness[labels >= 0], labels[labels >= 0])"),
         "not over all anchors", ()),
-    "nan when nothing is sampled": ("rpn-loss", loss_answer(
-        empty="F.binary_cross_entropy_with_logits(objectness[sampled], labels[sampled]), "
-              "pred_bbox_deltas[sampled].sum() / n"), "not nan", ()),
-    "a constant zero when nothing is sampled": ("rpn-loss", loss_answer(empty="torch.tensor(0.0), torch.tensor(0.0)"),
-                                                "still depend on the inputs", ()),
+    "0 when nothing is sampled": ("rpn-loss", loss_answer(empty="objectness.sum() * 0, pred_bbox_deltas.sum() * 0"),
+                                  "must be nan", ()),
+    "a constant nan when nothing is sampled": ("rpn-loss", loss_answer(
+        empty="torch.tensor(float('nan')), torch.tensor(float('nan'))"), "still depend on the inputs", ()),
     # filter_proposals
     "pre_nms_top_n ignored": ("filter-proposals", filter_answer(top="torch.argsort(objectness, descending=True)"),
                               "pre_nms_top_n highest logits", ()),
@@ -506,7 +506,7 @@ def filter_proposals(anchors, objectness, bbox_deltas, image_size, pre_nms_top_n
 LOSS_WITH_MASKS = '''
 def rpn_loss(objectness, pred_bbox_deltas, labels, regression_targets, sampled_positive, sampled_negative):
     sampled = (sampled_positive | sampled_negative).to(objectness.dtype)
-    count = sampled.sum().clamp(min=1)
+    count = sampled.sum()  # 0 when nothing is sampled: 0 / 0, nan, as torchvision
     p = labels.to(objectness.dtype)
     # log(1 + exp(o)) - o p, written so that it never overflows
     cross_entropy = objectness.clamp(min=0) - objectness * p + torch.log1p(torch.exp(-objectness.abs()))

@@ -146,6 +146,8 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
     h, w = (output_size, output_size) if isinstance(output_size, int) else output_size
     n, c, H, W = input.shape
     k = len(boxes)
+    if k == 0:
+        return {empty}
     offset = {offset}
     x1, y1, x2, y2 = (boxes[:, 1:].to(input.dtype) * spatial_scale - offset).unbind(1)
     rw, rh = x2 - x1, y2 - y1
@@ -178,7 +180,8 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
 ALIGN_PARTS = dict(offset="0.5 if aligned else 0.0",
                    min_size="if not aligned:\n        rw, rh = rw.clamp(min=1.0), rh.clamp(min=1.0)",
                    grid="gh, gw = torch.ceil(rh / h).long(), torch.ceil(rw / w).long()",
-                   count="(gh * gw).clamp(min=1)", result="out")
+                   count="(gh * gw).clamp(min=1)", result="out",
+                   empty="input[:0, :, :1, :1].expand(0, c, h, w) * 1.0")
 
 
 def align(**changes):
@@ -263,6 +266,8 @@ WRONG = {
     "result detached from the input": ("roi-align", align(result="out.detach()"),
                                        "build the output from input with differentiable operations",
                                        ("mask_targets", "maskrcnn_loss")),
+    "no regions answered without a graph": ("roi-align", align(empty="input.new_zeros(0, c, h, w)"),
+                                            "roi_align of no regions must still be built from input", ()),
     # mask_targets
     "aligned=True": ("mask-targets", targets(aligned="True"), "aligned=False", ("maskrcnn_loss",)),
     "a fixed sampling ratio of 2": ("mask-targets", targets(ratio="2"), "sampling_ratio -1", ("maskrcnn_loss",)),

@@ -163,6 +163,8 @@ NMS = '''
 def nms(boxes, scores, iou_threshold):
     order = {order}
     b = boxes[order]
+    if {half}:
+        b = b.float()
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     lt = torch.maximum(b[:, None, :2], b[None, :, :2])
     rb = torch.minimum(b[:, None, 2:], b[None, :, 2:])
@@ -179,6 +181,7 @@ def nms(boxes, scores, iou_threshold):
     return {result}
 '''
 NMS_PARTS = dict(order="torch.sort(scores, descending=True, stable=True).indices",
+                 half="b.dtype in (torch.float16, torch.bfloat16)",
                  iou="inter / (area[:, None] + area[None, :] - inter)", skip="suppressed[i]",
                  compare="(iou[i] > iou_threshold) & (torch.arange(len(b), device=boxes.device) > i)",
                  result="order[torch.tensor(keep, dtype=torch.long, device=boxes.device)]")
@@ -314,6 +317,8 @@ WRONG = {
         "ordered by decreasing score", ()),
     "suppressed boxes still suppress": ("nms", nms_code(
         result="order[~(iou > iou_threshold).triu(1).any(0)]"), "repeat with the next box still there", ()),
+    "IoU of float16 boxes in float16": ("nms", nms_code(half="False"), "compute the IoU of float16 boxes in float32",
+                                        ()),
     "the union counts the intersection twice": ("nms", nms_code(iou="inter / (area[:, None] + area[None, :])"),
                                                 "should have been suppressed", ()),
     "a loop over every pair of boxes": ("nms", '''

@@ -6,10 +6,13 @@ earns full marks. That the reference earns full marks and the stub none is prove
 assignment by tests/test_assignments_graded.py; bench/capstone.py compares the reference with
 torchvision's Faster R-CNN."""
 import re
+import types
 
 import pytest
 
 from coursetools.reference import load_reference
+from odcourse.checks import CheckFailed
+from odcourse.checks import capstone as visible
 from tests.proofs import assert_full_marks, grade, scores
 
 ASSIGNMENT = "a11-capstone"
@@ -91,3 +94,71 @@ DIFFERENT_BUT_RIGHT["roi-heads"] = "import torchvision\n" + DIFFERENT_BUT_RIGHT[
 @pytest.mark.slow
 def test_right_answers_written_differently_earn_full_marks(tmp_path):
     assert_full_marks(ASSIGNMENT, tmp_path, DIFFERENT_BUT_RIGHT)
+
+
+# The notebook's stage checks (odcourse.checks.capstone, not graded): each passes on the reference and
+# stops a typical mistake of its stage, naming it. -------------------------------------------------------
+
+def variant(grade_id: str, *replacements: tuple[str, str]):
+    """The reference with its cell `grade_id` changed; the other cells' code sees the change."""
+    namespace = {k: v for k, v in vars(REF).items() if not k.startswith("_")}
+    exec(compile(changed(grade_id, *replacements), f"<a11 {grade_id} changed>", "exec"), namespace)
+    return types.SimpleNamespace(**namespace)
+
+
+def stage_problems(check, *args) -> str:
+    with pytest.raises(CheckFailed) as failed:
+        check(*args)
+    return str(failed.value)
+
+
+def test_stage_checks_pass_on_the_reference(capsys):
+    visible.parts(REF.generate_anchors, REF.encode_boxes, REF.decode_boxes, REF.match_anchors, REF.sample_anchors)
+    visible.region_proposal_network(REF.RegionProposalNetwork)
+    visible.roi_heads(REF.RoIHeads)
+    out = capsys.readouterr().out
+    assert all(f"{stage}: " in out and "visible checks passed" in out
+               for stage in ("stage 1: the parts", "stage 2: the region proposal network", "stage 3: the ROI heads"))
+
+
+def test_stage_1_names_anchors_out_of_order_unweighted_encoding_and_an_uncapped_sample():
+    def by_shape(*args):  # the right anchors, shape by shape instead of location by location
+        anchors = REF.generate_anchors(*args)
+        return anchors.view(-1, 9, 4).transpose(0, 1).reshape(-1, 4)
+
+    parts = (REF.generate_anchors, REF.encode_boxes, REF.decode_boxes, REF.match_anchors, REF.sample_anchors)
+    out_of_order = stage_problems(visible.parts, by_shape, *parts[1:])
+    assert "not in torchvision's order" in out_of_order
+    unweighted = stage_problems(visible.parts, parts[0], lambda b, p, w: REF.encode_boxes(b, p, (1.0,) * 4),
+                                *parts[2:])
+    assert "encode_boxes with weights (10.0, 10.0, 5.0, 5.0) differs" in unweighted
+    uncapped = stage_problems(visible.parts, *parts[:4], lambda labels, n, fraction, g: REF.sample_anchors(
+        labels, n, 1.0, g))
+    assert "128 of each" in uncapped
+
+
+def test_stage_2_names_proposals_outside_their_image():
+    unclipped = variant("rpn", (
+        "boxes = clip_boxes_to_image(decode_boxes(bbox_deltas[top], anchors[top]), image_size)",
+        "boxes = decode_boxes(bbox_deltas[top], anchors[top])"))
+    assert "proposals leave its" in stage_problems(visible.region_proposal_network, unclipped.RegionProposalNetwork)
+
+
+def test_stage_3_names_class_agnostic_box_deltas_and_labels_of_every_proposal():
+    agnostic = variant("roi-heads", ("self.bbox_pred = nn.Linear(in_features, 4 * num_classes)",
+                                     "self.bbox_pred = nn.Linear(in_features, 4)"))
+    assert "the box deltas of 5 regions" in stage_problems(visible.roi_heads, agnostic.RoIHeads)
+    unsampled = variant("roi-heads", ("labels.append(image_labels[keep])", "labels.append(image_labels)"))
+    assert "one label and one regression target each" in stage_problems(visible.roi_heads, unsampled.RoIHeads)
+
+
+@pytest.mark.slow
+def test_overfit_one_batch_passes_on_the_reference_and_names_losses_that_do_not_fall(capsys):
+    visible.overfit_one_batch(REF.build_detector)
+    assert "overfit one batch: " in capsys.readouterr().out
+    frozen = variant("build-detector", (
+        "return {**head_losses, **rpn_losses} if self.training else detections",
+        "return {k: v.detach().requires_grad_() for k, v in {**head_losses, **rpn_losses}.items()} "
+        "if self.training else detections"))
+    problems = stage_problems(visible.overfit_one_batch, frozen.build_detector)
+    assert all(f"{name} went from" in problems for name in visible.LOSS_KEYS), problems

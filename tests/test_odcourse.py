@@ -87,3 +87,23 @@ def test_explorer_draws_one_static_figure_while_the_book_builds(monkeypatch):
     shown.clear()
     MatmulExplorer(n=128).show()
     assert type(shown[0]).__name__ == "VBox"  # live controls above the output area
+
+
+def test_glue_writes_the_output_myst_nb_glue_writes():
+    """The book quotes executed numbers with {glue}: odcourse.glue (Colab has no myst-nb) must leave
+    the same output as myst_nb.glue(name, value, display=False), and display nothing else; with a
+    format, the formatted text (without the quotes a string's repr would add)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('import odcourse\nodcourse.glue("share", 0.457)'),
+        nbformat.v4.new_code_cell('import myst_nb\nmyst_nb.glue("share", 0.457, display=False)'),
+        nbformat.v4.new_code_cell('odcourse.glue("percent", 0.4567, ".1%")'),
+    ])
+    NotebookClient(notebook, kernel_name="python3", timeout=120).execute()
+    ours, theirs, formatted = (cell.outputs for cell in notebook.cells)
+    assert len(ours) == 1 and ours[0].output_type == "display_data"
+    assert ours[0].data == theirs[0].data == {"application/papermill.record/text/plain": "0.457"}
+    assert ours[0].metadata == theirs[0].metadata
+    assert len(formatted) == 1 and formatted[0].data == {"application/papermill.record/text/plain": "45.7%"}

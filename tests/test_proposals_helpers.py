@@ -111,10 +111,10 @@ def test_selective_search_explorer_draws_one_box_per_region(scene):
 
 
 def test_sliding_window_explorer_draws_every_window(scene):
-    explorer = SlidingWindowExplorer(scene[0], size=48, aspect="1:1", stride=16)
+    explorer = SlidingWindowExplorer(scene[0], size=48, aspect="1:1 (h/w 1)", stride=16)
     figure = explorer.redraw()
     assert len(figure.axes[0].patches) == ((128 - 48) // 16 + 1) ** 2
-    explorer.controls["aspect"].value = "2:1"  # 96 wide, 48 high
+    explorer.controls["aspect"].value = "1:2 (h/w 0.5)"  # r = height / width = 0.5: 96 wide, 48 high
     explorer.controls["stride"].value = 8
     axes = explorer.figure.axes[0]
     assert len(axes.patches) == ((128 - 96) // 8 + 1) * ((128 - 48) // 8 + 1)

@@ -51,6 +51,10 @@ def test_box_area_empty_integer_and_strided_boxes(student, reference, device):
     integers = boxes.round().long()
     expect_close(student.box_area(integers), reference.box_area(integers), "box_area of int64 boxes",
                  "integer boxes give integer areas")
+    small = torch.tensor([[0, 0, 200, 200], [10, 20, 110, 70], [5, 5, 5, 9]], dtype=torch.int16, device=device)
+    expect_close(student.box_area(small), reference.box_area(small), "box_area of int16 boxes",
+                 "int8, uint8 and int16 boxes are widened to int32 first: a 200 x 200 box has an area of 40000, "
+                 "which int16 cannot hold")
 
 
 # box_iou --------------------------------------------------------------------------------------
@@ -102,6 +106,11 @@ def test_box_iou_shapes_dtypes_and_empty_sets(student, reference, device):
     integers1, integers2 = (boxes1 * 3).long(), (boxes2 * 3).long()
     expect_close(student.box_iou(integers1, integers2), reference.box_iou(integers1, integers2),
                  "box_iou of int64 boxes", "integer boxes give a float32 IoU (divide, do not floor-divide)")
+    small1 = torch.tensor([[0, 0, 200, 200], [0, 0, 180, 190]], dtype=torch.int16, device=device)
+    small2 = torch.tensor([[50, 50, 250, 250], [0, 0, 200, 200]], dtype=torch.int16, device=device)
+    expect_close(student.box_iou(small1, small2), reference.box_iou(small1, small2), "box_iou of int16 boxes",
+                 "int8, uint8 and int16 boxes are widened to int32 before any arithmetic: their areas and "
+                 "intersections overflow int16")
 
 
 @pytest.mark.function("box_iou")

@@ -163,6 +163,10 @@ def test_roi_align_empty_layout_and_inputs(student, reference, device):
     empty = torch.zeros(0, 5, device=device)
     expect_tensor_like(student.roi_align(x, empty, (2, 4), 1.0, -1, False),
                        reference.roi_align(x, empty, (2, 4), 1.0, -1, False), "roi_align of no regions")
+    flows = student.call("roi_align", x, empty, (2, 4), 1.0, -1, False, probe={"kind": "requires_grad", "wrt": [0]})
+    expect(flows == [True], "roi_align of no regions must still be built from input, as torchvision's is, so that a "
+                            "backward pass through it works (a detector's loss is differentiated when an image has "
+                            "no proposals): input.new_zeros(...) alone has no autograd graph")
 
 
 @pytest.mark.function("roi_align")

@@ -96,6 +96,13 @@ def test_nms_edge_cases_and_inputs(student, reference, device):
     expect_unchanged(student, "nms")
     expect_same_indices(student.nms(boxes.double(), scores.double(), 0.4), reference.nms(boxes.double(), scores.double(), 0.4),
                         "nms of float64 boxes", NMS_HINT)
+    large = torch.tensor([[285.35, 185.58, 1193.51, 851.46], [285.15, 188.74, 1192.50, 851.07],
+                          [279.24, 197.98, 1189.47, 849.20], [10.0, 20.0, 300.0, 330.0]], device=device).half()
+    half_scores = torch.tensor([0.637, 0.757, 0.397, 0.5], device=device).half()
+    expect_same_indices(student.nms(large, half_scores, 0.2), reference.nms(large, half_scores, 0.2),
+                        "nms of float16 boxes whose areas exceed float16's range",
+                        "compute the IoU of float16 boxes in float32: an area of 600,000 square pixels is beyond "
+                        "float16's largest number, 65504, and inf / inf is nan")
 
 
 @pytest.mark.function("nms")

@@ -33,6 +33,7 @@ class Report:
         self.name = name
         self.total = 0
         self.problems: list[str] = []
+        self.notes: list[str] = []
         self.pictures: list[Callable] = []
 
     def expect(self, ok: bool, problem: str) -> bool:
@@ -41,6 +42,11 @@ class Report:
         if not ok:
             self.problems.append(problem)
         return bool(ok)
+
+    def note(self, advice: str) -> None:
+        """Remember a piece of advice that is not a failure (it costs no point), printed after the
+        result of the checks."""
+        self.notes.append(advice)
 
     def illustrate(self, draw: Callable) -> None:
         """Remember `draw() -> Figure`, a picture of the inputs, shown only if the check fails."""
@@ -83,8 +89,11 @@ class Report:
             self._show_pictures()
             lines = [f"{self.name}: {len(self.problems)} of {self.total} visible checks failed:"]
             lines += [f"  - {problem}" for problem in self.problems]
+            lines += [f"  note (not a failure): {advice}" for advice in self.notes]
             raise CheckFailed("\n".join(lines))
         print(f"{self.name}: {self.total}/{self.total} visible checks passed")
+        for advice in self.notes:
+            print(f"  note (not a failure): {advice}")
         return False
 
 

@@ -10,7 +10,7 @@ import math
 import torch
 
 from . import Report
-from .tensors import boxes_picture, call_keeping_inputs, close, expect_tensor
+from .tensors import boxes_picture, call_keeping_inputs, close, expect_tensor, note_if_accepted
 
 SQUARE = [0.0, 0.0, 10.0, 10.0]
 
@@ -29,6 +29,14 @@ def box_area(fn) -> None:
         expect_tensor(report, got64, "the areas of float64 boxes", dtype=torch.float64)
         empty = report.call(fn, torch.zeros(0, 4))
         expect_tensor(report, empty, "box_area of no boxes", shape=(0,))
+        small = torch.tensor([[0, 0, 200, 200], [10, 20, 110, 70]], dtype=torch.int16)
+        widened = report.call(fn, small)
+        if expect_tensor(report, widened, "the areas of int16 boxes", shape=(2,), dtype=torch.int32):
+            report.expect(widened.tolist() == [40000, 5000],
+                          f"int16 boxes [0, 0, 200, 200] and [10, 20, 110, 70] have areas {widened.tolist()} but "
+                          "expected [40000, 5000]: widen int8, uint8 and int16 boxes to int32 before multiplying "
+                          "(40000 does not fit in int16, whose largest number is 32767)")
+        note_if_accepted(report, fn, (torch.ones(3, 5),), "boxes of shape [3, 5]", torchvision_raises=False)
 
 
 def box_iou(fn) -> None:
@@ -55,6 +63,16 @@ def box_iou(fn) -> None:
                       "box_iou(b, a) must be the transpose of box_iou(a, b): IoU is symmetric")
         empty = report.call(fn, torch.zeros(0, 4), boxes2)
         expect_tensor(report, empty, "box_iou of no boxes against 5 boxes", shape=(0, 5))
+        small = torch.tensor([[0, 0, 200, 200]], dtype=torch.int16)
+        shifted = torch.tensor([[50, 50, 250, 250]], dtype=torch.int16)
+        overlap = report.call(fn, small, shifted)
+        if expect_tensor(report, overlap, "box_iou of two int16 boxes", shape=(1, 1), dtype=torch.float32):
+            report.expect(close(overlap, torch.tensor([[22500 / 57500]])),
+                          f"two 200 x 200 int16 boxes overlapping by 150 x 150 have IoU {overlap.item():.4f} but "
+                          f"expected {22500 / 57500:.4f}: widen int16 boxes to int32 before subtracting or "
+                          "multiplying (their areas overflow int16)")
+        note_if_accepted(report, fn, (torch.ones(2, 5), boxes2), "boxes1 of shape [2, 5]",
+                         torchvision_raises=False)
 
 
 def sliding_windows(fn) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from . import Report
-from .tensors import boxes_picture, call_keeping_inputs, close, expect_tensor
+from .tensors import boxes_picture, call_keeping_inputs, close, expect_tensor, note_if_accepted
 
 # A 4 x 5 map whose cell (row i, column j) holds 10 i + j: interpolated values are easy to predict.
 GRID = (10 * torch.arange(4.0)[:, None] + torch.arange(5.0)[None, :])[None]
@@ -72,8 +72,12 @@ def roi_align(fn) -> None:
                 report.expect(not rows, f"{what}: regions {rows} differ from torchvision's (sample at y1' + p b_h + "
                                         "(i + 1/2) b_h / g, with g = ceil(h_r / h) when sampling_ratio <= 0; "
                                         "subtract 0.5 when aligned; raise w_r, h_r to 1 only when not aligned)")
-        empty = report.call(fn, x, torch.zeros(0, 5), 3, 1.0, 2, False)
-        expect_tensor(report, empty, "roi_align of no regions", shape=(0, 3, 3, 3))
+        empty = report.call(fn, x.clone().requires_grad_(True), torch.zeros(0, 5), 3, 1.0, 2, False)
+        if expect_tensor(report, empty, "roi_align of no regions", shape=(0, 3, 3, 3)):
+            report.expect(empty.requires_grad, "with no regions the empty result must still be built from input "
+                                               "(as torchvision's is), so that a backward pass through it works: "
+                                               "input.new_zeros(...) alone has no autograd graph")
+        note_if_accepted(report, fn, (x, boxes[:, 1:], 2, 1.0, 2, False), "boxes of shape [5, 4] (no batch index)")
         leaf = x.double().requires_grad_(True)
         out = report.call(fn, leaf, boxes.double(), 2, 1.0, -1, True)
         if report.expect(isinstance(out, torch.Tensor) and out.requires_grad,

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from . import Report
-from .tensors import call_keeping_inputs, close, expect_tensor
+from .tensors import call_keeping_inputs, close, expect_tensor, note_if_accepted
 
 # An 8 x 8 feature map whose cell (row, column) holds a distinct number, like the slides' example.
 FEATURE_MAP = (torch.arange(64, dtype=torch.float32).view(8, 8) * 37 % 64).view(1, 1, 8, 8)
@@ -75,6 +75,8 @@ def roi_pool(fn) -> None:
             report.expect(close(got, want), "the first column of boxes says which image of the batch a region is in")
         empty = report.call(fn, FEATURE_MAP, torch.zeros(0, 5), (2, 3), 1.0)
         expect_tensor(report, empty, "roi_pool of no regions", shape=(0, 1, 2, 3))
+        note_if_accepted(report, fn, (FEATURE_MAP, torch.tensor([[0.0, 0.0, 3.0, 3.0]]), 2, 1.0),
+                         "boxes of shape [1, 4] (no batch index)")
 
         # Gradient: overlapping regions share switches; ties go to the first cell in row-major order.
         x = torch.rand(1, 2, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)

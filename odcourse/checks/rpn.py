@@ -218,10 +218,16 @@ def rpn_loss(fn) -> None:
             report.expect(bool(o.grad[~(positive | negative)].eq(0).all()) and bool(d.grad[~positive].eq(0).all()),
                           "anchors outside the sample (and negatives, for the box loss) must get no gradient")
         nothing = torch.zeros(n, dtype=torch.bool)
-        o = objectness.clone().requires_grad_(True)
-        losses = report.call(fn, o, deltas, labels, targets, nothing, nothing)
-        report.expect(all(isinstance(v, torch.Tensor) and v.shape == () and float(v.detach()) == 0 for v in losses),
-                      "with nothing sampled both losses must be 0 (not nan)")
+        o, d = objectness.clone().requires_grad_(True), deltas.clone().requires_grad_(True)
+        losses = report.call(fn, o, d, labels, targets, nothing, nothing)
+        if report.expect(all(isinstance(v, torch.Tensor) and v.shape == () and bool(torch.isnan(v.detach()))
+                             for v in losses),
+                         "with nothing sampled both losses must be nan (scalars), as torchvision's: a mean over no "
+                         "anchors (0 / 0), not 0 and not an error"):
+            report.expect(all(v.requires_grad for v in losses),
+                          "with nothing sampled the nan losses must still depend on objectness and pred_bbox_deltas "
+                          "(build them with the same operations on the empty sample), so that a backward pass "
+                          "through them works")
 
 
 def _torchvision_filter(anchors, objectness, deltas, image_size, pre, post, nms_thresh, score_thresh, min_size):

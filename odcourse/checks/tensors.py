@@ -38,6 +38,21 @@ def call_keeping_inputs(report: Report, fn: Callable, *args: Any, **kwargs: Any)
     return value
 
 
+def note_if_accepted(report: Report, fn: Callable, args: tuple, nonsense: str, torchvision_raises: bool = True) -> None:
+    """Call fn on arguments that make no sense (`nonsense` says what is wrong with them). If it
+    returns instead of raising an error, add a note, not a failure: no grade depends on validating
+    inputs, but an early, clear error saves a search later (and torchvision's op refuses these
+    arguments when `torchvision_raises`)."""
+    try:
+        fn(*args)
+    except Exception:  # any error refuses the nonsense, which is all the note asks
+        return
+    where = " where torchvision raises one" if torchvision_raises else ""
+    report.note(f"given {nonsense}, your function returned a result instead of raising an error{where}. Not "
+                "graded, but checking the shapes first (and raising a ValueError that says what is wrong) turns a "
+                "silent wrong answer into a clear message")
+
+
 def close(got: torch.Tensor, want: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-5) -> bool:
     """Same shape and values within tolerance (nan equals nan), compared in float64 on the CPU."""
     if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from . import Report
-from .tensors import boxes_picture, call_keeping_inputs, close, expect_tensor
+from .tensors import boxes_picture, call_keeping_inputs, close, expect_tensor, note_if_accepted
 
 # The slides' post-processing example, redrawn: two people and a horse, with overlapping detections.
 SLIDE_BOXES = torch.tensor([[10.0, 20.0, 60.0, 120.0], [14.0, 24.0, 64.0, 118.0], [8.0, 30.0, 55.0, 125.0],
@@ -64,6 +64,14 @@ def nms(fn) -> None:
                                                                           "comes first (a stable sort)")
         empty = report.call(fn, torch.zeros(0, 4), torch.zeros(0), 0.5)
         expect_tensor(report, empty, "nms of no boxes", shape=(0,), dtype=torch.int64)
+        large = torch.tensor([[285.35, 185.58, 1193.51, 851.46], [285.15, 188.74, 1192.50, 851.07],
+                              [279.24, 197.98, 1189.47, 849.20]]).half()
+        got = report.call(fn, large, torch.tensor([0.637, 0.757, 0.397]).half(), 0.2)
+        _same_indices(report, got, torch.tensor([1]), "three float16 boxes of about 900 x 650 pixels, nearly "
+                      "the same box", "compute the IoU of float16 boxes in float32: their areas (about 600,000) are "
+                      "beyond float16's largest number, 65504, and inf / inf = nan suppresses nothing")
+        note_if_accepted(report, fn, (torch.rand(3, 5), torch.rand(3), 0.5), "boxes of shape [3, 5]")
+        note_if_accepted(report, fn, (torch.rand(3, 4), torch.rand(4), 0.5), "3 boxes and 4 scores")
 
 
 def batched_nms(fn) -> None:
@@ -81,6 +89,8 @@ def batched_nms(fn) -> None:
                       "only the box of another class survives next to the best one")
         empty = report.call(fn, torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5)
         expect_tensor(report, empty, "batched_nms of no boxes", shape=(0,), dtype=torch.int64)
+        note_if_accepted(report, fn, (torch.rand(3, 4), torch.rand(3), torch.tensor([0, 1]), 0.5),
+                         "3 boxes and 2 categories")
 
 
 def yolo_targets(fn) -> None:
