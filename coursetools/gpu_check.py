@@ -46,12 +46,12 @@ def record_calls(assignment: str, root: pathlib.Path = ROOT) -> tuple[object, di
 
     import nbformat
 
-    from autograder import engine
+    from autograder import assignment as assignments
 
     from .reference import load_reference
 
     reference = load_reference(assignment, root)
-    functions = list(engine.suite_spec(assignment)[0])
+    functions = list(assignments.load(assignment).functions)
     calls: dict[str, list] = {name: [] for name in functions}
     namespace = dict(vars(reference))
 
@@ -180,7 +180,7 @@ def compare_devices(assignment: str, device: str = "cuda", root: pathlib.Path = 
 def grade_on_cuda(assignment: str) -> tuple[str, bool]:
     from autograder import engine
 
-    result = engine.grade(assignment, ROOT / "solutions" / assignment / f"{assignment}.ipynb")
+    result = engine.grade(assignment, ROOT / "solutions" / assignment / f"{assignment}.ipynb").to_gradescope()
     feedback = result.get("extra", {}).get("cuda_feedback")
     if not feedback:
         return "no CUDA feedback in the grader's result", False

@@ -81,7 +81,7 @@ def test_student_filled_notebook_runs_and_earns_full_marks(assignment, tmp_path,
     handed_in = tmp_path / "handed-in" / f"{assignment}.ipynb"  # after Restart and run all, with its outputs
     handed_in.parent.mkdir()
     nbformat.write(nb, handed_in)
-    result = engine.grade(assignment, handed_in, limits=FAST)
+    result = engine.grade(assignment, handed_in, limits=FAST).to_gradescope()
     assert [(t["name"], t["output"]) for t in result["tests"] if t["score"] < t["max_score"]] == []
     assert result["score"] == result["max_score"] > 0
 

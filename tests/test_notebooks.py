@@ -109,10 +109,7 @@ SPEED_LIMITS = [(suite.stem.removeprefix("test_"), name, factor)
                                                suite.read_text(), flags=re.DOTALL)]
 
 
-@pytest.mark.parametrize("suite, function, factor", [
-    pytest.param(*case, marks=[pytest.mark.xfail(reason="a10-evaluation is issue 18's: its statement gives no multiple")]
-                 if case[0].startswith("a10") else []) for case in SPEED_LIMITS],
-    ids=[f"{s}:{f}" for s, f, _ in SPEED_LIMITS])
+@pytest.mark.parametrize("suite, function, factor", SPEED_LIMITS, ids=[f"{s}:{f}" for s, f, _ in SPEED_LIMITS])
 def test_every_speed_limit_of_a_suite_is_stated_where_its_task_is(suite, function, factor):
     """A student reads the limit the hidden suite applies (a multiple of the reference's time) in the
     markdown of the task that describes the function (its heading names it)."""

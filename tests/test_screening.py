@@ -74,7 +74,7 @@ REFUSED = {
     "numpy.load": "a = np.load('a.npy', allow_pickle=True)",
     "numpy as_strided": "from numpy.lib.stride_tricks import as_strided",
     "a private module": "import torch._dynamo",
-    "a private attribute of a library": "f = torchvision.ops._utils",
+    "a private attribute of a library": "f = torch._utils",
     "dispatch modes": "from torch.utils._python_dispatch import TorchDispatchMode",
     "dunder name bound": '__name__ = "torch.autograd.notebook"',
     "dunder name bound in a function": 'def f():\n    global __name__\n    __name__ = "x"',
