@@ -38,6 +38,16 @@ def test_scalars_views_and_containers():
     assert back["big"] == 2**70
 
 
+def test_a_string_subclass_arrives_as_its_characters():
+    class Loud(str):
+        def __str__(self):
+            raise AssertionError("encoding must not run a subclass's code")
+
+    assert round_trip(torch.__version__) == str(torch.__version__)  # a TorchVersion
+    back = round_trip(Loud("quiet"))
+    assert back == "quiet" and type(back) is str
+
+
 def test_other_objects_arrive_as_opaque_never_as_themselves():
     back = round_trip(object())
     assert isinstance(back, wire.Opaque) and back != object()

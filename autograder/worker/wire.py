@@ -38,6 +38,8 @@ def encode(value, depth: int = 0):
     kind = type(value)
     if value is None or kind in (bool, str):
         return value
+    if issubclass(kind, str):  # torch.__version__ is a TorchVersion: its characters, by str's own method
+        return str.__str__(value)
     if kind is int:
         return value if -2**63 < value < 2**63 else {"__bigint__": str(value)}
     if kind is float:
