@@ -143,8 +143,9 @@ class _Normaliser:
     line of the source it comes from."""
 
     def __init__(self, tree: ast.Module, own_name: str | None, context: set[str] = frozenset()):
-        self.local, self.imported = _bound_names(tree)
-        self.local |= context  # names the surrounding file binds (a public implementation's helpers)
+        bound, self.imported = _bound_names(tree)
+        # Names bound by imports alone are modules and library calls: they stay what they are.
+        self.local = (bound | set(context)) - self.imported
         self.own_name = own_name
 
     def tokens(self, tree: ast.Module) -> tuple[list[str], list[int]]:
@@ -441,7 +442,8 @@ def against_units(folder: pathlib.Path, released: set) -> tuple[list[Unit], list
                 skipped.append(f"{relative}: a part cannot be parsed")
                 continue
             code = neutralise(source)
-            context = _bound_names(tree)[0]
+            bound, imported = _bound_names(tree)
+            context = bound - imported
             for node in tree.body:
                 if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                     continue

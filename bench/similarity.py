@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import pathlib
 import random
 import subprocess
@@ -90,14 +91,18 @@ def make_class(course: pathlib.Path, students: int, assignment: str = "a08-yolo"
     spec = assignments.load(assignment)
     codes = pool(assignment)
     keep = set(spec.functions)
+    template = student_notebook(ROOT, assignment)
     ids = []
     for index in range(students):
-        answers = {grade_id: disguise(options[index % len(options)], keep, rng, index)
-                   for grade_id, options in codes.items()}
+        notebook = copy.deepcopy(template)
+        for cell in notebook.cells:
+            options = codes.get(cell.metadata.get("nbgrader", {}).get("grade_id"))
+            if options and cell.metadata["nbgrader"].get("solution"):
+                cell.source = disguise(options[index % len(options)], keep, rng, index)
         student = f"s{index:03d}"
         folder = course / "submitted" / student / assignment
         folder.mkdir(parents=True)
-        nbformat.write(student_notebook(ROOT, assignment, answers), folder / f"{assignment}.ipynb")
+        nbformat.write(notebook, folder / f"{assignment}.ipynb")
         ids.append(student)
     return ids
 
