@@ -144,6 +144,11 @@ def render(course: pathlib.Path, assignment: str) -> str:
         parts.append("<h2>What students got wrong</h2><p>The share of students failing each test, most failed "
                      "first: what the next lecture should cover.</p>")
         parts.append(f"<img alt='failure rate of each test' src='{failure_bars(rates)}'>")
+        parts.append("<details><summary>the same as a table</summary><table><tr><th>test</th>"
+                     "<th class='num'>failed by</th></tr>")
+        for name, failed, seen in rates:
+            parts.append(f"<tr><td>{e(name)}</td><td class='num'>{failed} of {seen}</td></tr>")
+        parts.append("</table></details>")
 
     parts.append("<h2>Points per function</h2><table><tr><th>function</th><th class='num'>mean</th>"
                  "<th class='num'>of</th><th class='num'>full marks</th></tr>")
@@ -187,7 +192,7 @@ def render(course: pathlib.Path, assignment: str) -> str:
                      "the codes side by side); pairs at "
                      f"{likely:g} or above in red. Read the code before concluding anything.</p>"
                      "<table><tr><th class='num'>similarity</th><th>function</th><th>pair</th></tr>")
-        for pair in similar.get("pairs", [])[:20]:
+        for pair in [p for p in similar.get("pairs", []) if isinstance(p, dict) and p.get("similarity")][:20]:
             try:
                 score = float(pair["similarity"])
                 a, b = (str(s) for s in pair["students"])

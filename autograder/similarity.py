@@ -39,6 +39,7 @@ import io
 import itertools
 import json
 import pathlib
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,29 +97,29 @@ def _is_bare_string(node: ast.AST) -> bool:
             and isinstance(node.value.value, (str, bytes)))
 
 
-def _exits(node: ast.stmt) -> bool:
-    """Whether the statement leaves its block (return, raise, break, continue) or changes scoping
-    (global, nonlocal), or yields: nothing moves across it."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, _EXITS + (ast.Yield, ast.YieldFrom, ast.Await)):
-            return True
-        for child in ast.iter_child_nodes(current):
-            if not isinstance(child, _SCOPES):
-                stack.append(child)
-    return False
-
-
-def _effects(node: ast.stmt, local: set[str], imported: set[str]) -> tuple[set[str], set[str]]:
-    """(names read, names written) by a statement, for ordering independent statements: stores,
-    items and attributes set (`t[k] = v` writes t), in-place methods (`x.append(...)`, `x.add_(...)`)."""
+def _effects(node: ast.stmt, local: set[str], imported: set[str], memo: dict) -> tuple[set, set, bool]:
+    """(names read, names written, whether it exits) of a statement, for ordering independent
+    statements. Writes: stores, items and attributes set (`t[k] = v` writes t), in-place methods
+    (`x.append(...)`, `x.add_(...)`). Exits: it leaves its block (return, raise, break, continue),
+    changes scoping (global, nonlocal) or yields, outside nested functions: nothing moves across it.
+    Statements inside it are taken from `memo`, so a cell is walked once however deep its blocks."""
+    if id(node) in memo:
+        return memo[id(node)]
     reads, writes = set(), set()
-    for sub in ast.walk(node):
+    exits = isinstance(node, _EXITS)
+    stack = [(child, False) for child in ast.iter_child_nodes(node)]
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        writes.add(node.name)
+    while stack:
+        sub, in_lambda = stack.pop()
+        if isinstance(sub, ast.stmt):
+            inner_reads, inner_writes, inner_exits = _effects(sub, local, imported, memo)
+            reads |= inner_reads
+            writes |= inner_writes
+            exits = exits or (inner_exits and not isinstance(node, _SCOPES))
+            continue
         if isinstance(sub, ast.Name):
             (reads if isinstance(sub.ctx, ast.Load) else writes).add(sub.id)
-        elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            writes.add(sub.name)
         elif isinstance(sub, ast.alias):
             writes.add(sub.asname or sub.name.split(".")[0])
         elif isinstance(sub, ast.ExceptHandler) and sub.name:
@@ -135,7 +136,13 @@ def _effects(node: ast.stmt, local: set[str], imported: set[str]) -> tuple[set[s
             if (isinstance(base, ast.Name) and base.id in local and base.id not in imported
                     and (method in _MUTATORS or (method.endswith("_") and not method.startswith("_")))):
                 writes.add(base.id)
-    return reads, writes
+        elif isinstance(sub, (ast.Yield, ast.YieldFrom, ast.Await)) and not in_lambda \
+                and not isinstance(node, _SCOPES):
+            exits = True
+        in_lambda = in_lambda or isinstance(sub, ast.Lambda)
+        stack += [(child, in_lambda) for child in ast.iter_child_nodes(sub)]
+    memo[id(node)] = (reads, writes, exits)
+    return reads, writes, exits
 
 
 class _Normaliser:
@@ -147,6 +154,7 @@ class _Normaliser:
         # Names bound by imports alone are modules and library calls: they stay what they are.
         self.local = (bound | set(context)) - self.imported
         self.own_name = own_name
+        self.memo: dict = {}  # id(statement) -> its effects
 
     def tokens(self, tree: ast.Module) -> tuple[list[str], list[int]]:
         tokens, lines = [], []
@@ -168,8 +176,7 @@ class _Normaliser:
             if _is_bare_string(statement):
                 continue
             toks, lns = self._emit(statement)
-            reads, writes = _effects(statement, self.local, self.imported)
-            items.append((toks, lns, reads, writes, _exits(statement)))
+            items.append((toks, lns) + _effects(statement, self.local, self.imported, self.memo))
         count = len(items)
         before = [set() for _ in range(count)]  # before[j]: the statements that must stay before j
         for j in range(count):
@@ -306,11 +313,14 @@ def _winnowed(hashes: np.ndarray) -> np.ndarray:
     return np.asarray(selected, dtype=np.int64)
 
 
+_RUN = np.ones(K, dtype=np.int8)
+
+
 def _covered(matches: np.ndarray, length: int) -> np.ndarray:
     """Tokens covered by the runs of K tokens starting where `matches` is true."""
     if length == 0 or len(matches) == 0:
         return np.zeros(length, dtype=bool)
-    return np.convolve(matches.astype(np.int32), np.ones(K, dtype=np.int32))[:length] > 0
+    return np.convolve(matches.view(np.int8), _RUN, "full")[:length] > 0
 
 
 @dataclass
@@ -327,6 +337,7 @@ class Unit:
     own: np.ndarray  # per token: outside every released run
     fingerprints: set = field(default_factory=set)
     distinct: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # sorted run hashes
+    own_tokens: int = 0
 
     @classmethod
     def build(cls, owner: str, function: str, source: str, own_name: str | None, released: set,
@@ -339,18 +350,16 @@ class Unit:
         winnowed = _winnowed(hashes)
         fingerprints = set(winnowed.tolist()) - released
         return cls(owner, function, source, tokens, np.array(lines, dtype=np.int64), hashes, in_release, own,
-                   fingerprints, np.unique(hashes))
-
-    @property
-    def own_tokens(self) -> int:
-        return int(self.own.sum())
+                   fingerprints, np.unique(hashes), int(own.sum()))
 
     def shared_with(self, other: "Unit") -> np.ndarray:
         """Per token: own tokens in a run of K tokens that the other code also has."""
         if len(other.distinct) == 0:
             return np.zeros(len(self.tokens), dtype=bool)
-        where = np.minimum(np.searchsorted(other.distinct, self.hashes), len(other.distinct) - 1)
-        matches = (other.distinct[where] == self.hashes) & ~self.released
+        where = other.distinct.searchsorted(self.hashes)
+        where[where == len(other.distinct)] = 0
+        matches = other.distinct[where] == self.hashes
+        matches &= ~self.released
         return _covered(matches, len(self.tokens)) & self.own
 
 
@@ -381,9 +390,28 @@ def released_runs(spec: assignments.Assignment) -> set[int]:
     return runs
 
 
-def student_units(spec: assignments.Assignment, course: pathlib.Path, released: set) \
+def released_stubs(spec: assignments.Assignment) -> dict[str, list[str]]:
+    """graded function -> the tokens of its cell as released (the stub a student may leave)."""
+    try:
+        cells = read_cells(spec.release)
+    except SubmissionError:
+        return {}
+    stubs = {}
+    for name, grade_id in spec.functions.items():
+        located = locate(cells, name, grade_id)
+        if located.cell is not None:
+            try:
+                stubs[name] = normalise(located.cell.source, name)[0]
+            except Unreadable:
+                pass
+    return stubs
+
+
+def student_units(spec: assignments.Assignment, course: pathlib.Path, released: set,
+                  stubs: dict[str, list[str]] | None = None) \
         -> tuple[dict[str, list[Unit]], dict[str, list[str]], list[str]]:
     """(function -> units, student -> what was skipped and why, students)."""
+    stubs = released_stubs(spec) if stubs is None else stubs
     from .classroom import submissions
 
     units: dict[str, list[Unit]] = {name: [] for name in spec.functions}
@@ -396,7 +424,10 @@ def student_units(spec: assignments.Assignment, course: pathlib.Path, released: 
             skipped.setdefault(student, []).append(f"the notebook is unreadable: {error}")
             continue
         for name, grade_id in spec.functions.items():
-            located = locate(cells, name, grade_id)
+            # Only cells that could be the function's (by metadata, cell id, or a mention of its
+            # name) are given to `locate`, which parses each cell it is given: the same answer, faster.
+            maybe = [c for c in cells if c.kind == "code" and (grade_id in (c.grade_id, c.cell_id) or name in c.source)]
+            located = locate(maybe, name, grade_id)
             if located.cell is None:
                 skipped.setdefault(student, []).append(f"`{name}`: no cell defines it")
                 continue
@@ -405,7 +436,7 @@ def student_units(spec: assignments.Assignment, course: pathlib.Path, released: 
             except Unreadable as error:
                 skipped.setdefault(student, []).append(f"`{name}`: {error}")
                 continue
-            if unit.own_tokens == 0:
+            if unit.own_tokens == 0 or unit.tokens == stubs.get(name):
                 skipped.setdefault(student, []).append(f"`{name}`: left as released (nothing of its own)")
             elif unit.own_tokens < MIN_TOKENS or not unit.fingerprints:
                 skipped.setdefault(student, []).append(
@@ -493,10 +524,26 @@ def _pairs(units: list[Unit]) -> list[Pair]:
     candidates = set()
     for holders in by_fingerprint.values():
         candidates.update(itertools.combinations(holders, 2))
+    # The same score as `similarity`, faster for many pairs: each run hash of the function gets a
+    # small number, and each unit a table of the numbers it holds.
+    counts = [len(u.hashes) for u in units]
+    distinct, numbers = np.unique(np.concatenate([u.hashes for u in units]) if units else np.zeros(0, np.int64),
+                                  return_inverse=True)
+    numbers = np.split(numbers.reshape(-1), np.cumsum(counts)[:-1]) if units else []
+    holds = np.zeros((len(units), len(distinct)), dtype=bool)
+    for index, held in enumerate(numbers):
+        holds[index, held] = True
+
+    def shared(i: int, j: int) -> int:
+        unit = units[i]
+        matches = holds[j][numbers[i]] & ~unit.released
+        return int((_covered(matches, len(unit.tokens)) & unit.own).sum())
+
     pairs = []
     for i, j in itertools.combinations(range(len(units)), 2):
         a, b = units[i], units[j]
-        score = similarity(a, b)[0] if (i, j) in candidates else 0.0
+        total = a.own_tokens + b.own_tokens
+        score = (shared(i, j) + shared(j, i)) / total if (i, j) in candidates and total else 0.0
         if a.owner > b.owner:
             a, b = b, a
         pairs.append(Pair(a.function, a, b, round(score, 4)))
@@ -659,8 +706,12 @@ def render(report: Report) -> str:
         parts.append("</table>")
     if report.skipped or report.against_skipped:
         parts.append("<h2>Not compared</h2><ul>")
-        for student, reasons in sorted(report.skipped.items()):
-            parts.append(f"<li><b>{e(student, 200)}</b>: {e('; '.join(reasons), 2000)}</li>")
+        reasons, short = not_compared(report)
+        for function, count in short.items():
+            parts.append(f"<li><b>{e(function)}</b> of {count} student(s): under {MIN_TOKENS} tokens of their own, "
+                         "too short to tell copying from the one way to write it</li>")
+        for student, found in sorted(reasons.items()):
+            parts.append(f"<li><b>{e(student, 200)}</b>: {e('; '.join(found), 2000)}</li>")
         for reason in report.against_skipped:
             parts.append(f"<li>--against {e(reason, 500)}</li>")
         parts.append("</ul>")
@@ -681,6 +732,23 @@ def write(report: Report, output: pathlib.Path) -> tuple[pathlib.Path, pathlib.P
     return output, data
 
 
+_TOO_SHORT = re.compile(r"^`([^`]+)`: \d+ tokens of its own, too short")
+
+
+def not_compared(report: Report) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """(student -> reasons, function -> how many students' code was too short to compare): a
+    one-line function is too short for most of the class, and is said once."""
+    reasons, short = {}, {}
+    for student, found in report.skipped.items():
+        for reason in found:
+            match = _TOO_SHORT.match(reason)
+            if match:
+                short[match.group(1)] = short.get(match.group(1), 0) + 1
+            else:
+                reasons.setdefault(student, []).append(reason)
+    return reasons, short
+
+
 def table(report: Report) -> str:
     """What the command line prints: the pairs at LIKELY or above, and what was skipped."""
     lines = [f"{report.assignment}: {len(report.students)} submissions compared in {report.seconds:.1f} s"]
@@ -689,8 +757,14 @@ def table(report: Report) -> str:
     for pair in likely[:40]:
         lines.append(f"  {pair.similarity:.2f}  {clean(pair.function, 100)}: "
                      f"{clean(pair.students[0], 200)} and {clean(pair.students[1], 200)}")
-    for student, reasons in sorted(report.skipped.items()):
-        lines.append(f"not compared: {clean(student, 200)}: {clean('; '.join(reasons), 500)}")
+    if len(likely) > 40:
+        lines.append(f"  ... and {len(likely) - 40} more in the report")
+    reasons, short = not_compared(report)
+    for function, count in short.items():
+        lines.append(f"not compared: `{clean(function, 100)}` of {count} student(s): under {MIN_TOKENS} tokens of "
+                     "their own, too short to tell copying from the one way to write it")
+    for student, found in sorted(reasons.items()):
+        lines.append(f"not compared: {clean(student, 200)}: {clean('; '.join(found), 500)}")
     for reason in report.against_skipped:
         lines.append(f"not compared (--against): {clean(reason, 500)}")
     return "\n".join(lines)

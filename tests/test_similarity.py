@@ -231,6 +231,8 @@ def test_odd_notebooks_are_read_never_run_and_what_was_skipped_is_said(tmp_path)
     (against / "broken.ipynb").write_text("{")
     report = similarity.compare(assignment, course, against)
     by_pair = {(p.function, tuple(p.students)): p.similarity for p in report.pairs}
+    for pair in report.pairs:  # the class's fast scoring is the pair's own
+        assert pair.similarity == 0 or pair.similarity == round(similarity.similarity(pair.a, pair.b)[0], 4)
     assert by_pair[("box_iou", ("bo", "cy"))] == 1.0
     assert by_pair[("box_iou", ("ann", "bo"))] < similarity.LIKELY
     assert by_pair[("box_iou", ("bo", "against:boxes.py::pairwise_iou"))] == 1.0
@@ -252,12 +254,13 @@ def test_odd_notebooks_are_read_never_run_and_what_was_skipped_is_said(tmp_path)
 @pytest.mark.slow
 def test_two_hundred_submissions_take_under_a_minute(tmp_path):
     """The whole command on 200 a08-yolo submissions in which every pair shares code (each student
-    has one of two answers per function, renamed and commented): every pair is scored in full."""
+    has one of two answers per function, renamed and commented): every pair is scored in full.
+    The command uses one core; its CPU time is what the goal bounds (the tests share the machine)."""
     course = tmp_path / "course"
     students = bench.make_class(course, 200)
-    seconds, data = bench.run(course, "a08-yolo")
-    print(f"similarity of 200 a08-yolo submissions: {seconds:.1f} s")
-    assert seconds < bench.GOAL_SECONDS
+    seconds, cpu, data = bench.run(course, "a08-yolo")
+    print(f"similarity of 200 a08-yolo submissions: {seconds:.1f} s, {cpu:.1f} s of CPU")
+    assert cpu < bench.GOAL_SECONDS
     pairs = json.loads(data.read_text())
     per_function = {f: sum(p["function"] == f for p in pairs) for f in assignments.load("a08-yolo").functions}
     compared = len(students) * (len(students) - 1) // 2
