@@ -34,6 +34,7 @@ import ast
 import base64
 import datetime
 import hashlib
+import heapq
 import html
 import io
 import itertools
@@ -56,6 +57,7 @@ SHOWN_PER_FUNCTION = 15  # pairs shown with their code: every pair at or above L
 MAX_SHOWN_PER_FUNCTION = 100  # at most this many (report.json has them all)
 TOP_FOR_CLASS_REPORT = 20
 MAX_AGAINST_BYTES = 2 * 2**20
+MAX_REORDERED = 400  # statements in one block put in canonical order (more keep their order)
 AGAINST = "against:"
 
 _MUTATORS = {"append", "extend", "insert", "pop", "remove", "clear", "update", "add", "discard", "sort",
@@ -178,20 +180,27 @@ class _Normaliser:
             toks, lns = self._emit(statement)
             items.append((toks, lns) + _effects(statement, self.local, self.imported, self.memo))
         count = len(items)
-        before = [set() for _ in range(count)]  # before[j]: the statements that must stay before j
+        if count > MAX_REORDERED:  # no student writes such a block: it keeps its order
+            return [(item[0], item[1]) for item in items]
+        after = [[] for _ in range(count)]  # after[i]: the statements that must stay after i
+        waiting = [0] * count  # how many statements must come before each
         for j in range(count):
             reads_j, writes_j, exit_j = items[j][2], items[j][3], items[j][4]
             for i in range(j):
                 reads_i, writes_i, exit_i = items[i][2], items[i][3], items[i][4]
                 if exit_i or exit_j or writes_i & (reads_j | writes_j) or writes_j & reads_i:
-                    before[j].add(i)
-        placed, order = set(), []
-        keys = [tuple(item[0]) for item in items]
-        while len(order) < count:
-            ready = [j for j in range(count) if j not in placed and before[j] <= placed]
-            chosen = min(ready, key=lambda j: (keys[j], j))
-            placed.add(chosen)
+                    after[i].append(j)
+                    waiting[j] += 1
+        ready = [(items[j][0], j) for j in range(count) if waiting[j] == 0]
+        heapq.heapify(ready)
+        order = []
+        while ready:
+            _, chosen = heapq.heappop(ready)
             order.append(chosen)
+            for j in after[chosen]:
+                waiting[j] -= 1
+                if waiting[j] == 0:
+                    heapq.heappush(ready, (items[j][0], j))
         return [(items[j][0], items[j][1]) for j in order]
 
     def _emit(self, root: ast.AST) -> tuple[list[str], list[int]]:
@@ -246,6 +255,8 @@ class _Normaliser:
             value = node.value
             if isinstance(value, (str, bytes)):
                 return "S"
+            if isinstance(value, int) and value.bit_length() > 64:
+                return "BIGINT"  # its decimal digits may be too many to write out
             return repr(value)[:40]
         if isinstance(node, ast.Attribute):
             return None  # its value's tokens, then ".attr"
@@ -273,8 +284,8 @@ def normalise(source: str, own_name: str | None, context: set[str] = frozenset()
         raise Unreadable("its cell cannot be parsed (a syntax error, or code nested too deeply)")
     try:
         return _Normaliser(tree, own_name, context).tokens(tree)
-    except (RecursionError, MemoryError):
-        raise Unreadable("its code is nested too deeply to compare") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise Unreadable("its code is nested too deeply or too large to compare") from None
 
 
 # fingerprints --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ code found with --against, odd notebooks skipped in words, student text escaped)
 report page, Canvas's gradebook CSV, and nbgrader's formgrader driven in headless Chromium
 (a manual grade and a comment survive a second `class` run, in the page and in `nbgrader export`)."""
 import csv
+import html
 import itertools
 import json
 import re
@@ -11,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import zipfile
 
@@ -248,7 +250,7 @@ def lms_zip(tmp_path_factory):
     answers = {
         "ada": {},
         "ben": {"environment-report": ENV_BEN, "time-matmul": TIME_BEN},
-        "cleo": {k: v for k, v in DIFFERENT_BUT_RIGHT.items()},
+        "cleo": dict(DIFFERENT_BUT_RIGHT),
         "dan": {"environment-report": ENV_DAN, "time-matmul": TIME_DAN},
         "eve": {"environment-report": ENV_EVE, "time-matmul": TIME_EVE},
         "fay": {"environment-report": ENV_FAY, "time-matmul": TIME_FAY},
@@ -257,8 +259,6 @@ def lms_zip(tmp_path_factory):
     archive = tmp_path_factory.mktemp("lms") / "submissions.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
         for student, given in answers.items():
-            import textwrap
-
             notebook = student_notebook(ROOT, ASSIGNMENT, {k: textwrap.dedent(v) for k, v in given.items()})
             if student == "ivy":
                 notebook = ivy(notebook)
@@ -292,8 +292,6 @@ def similar(graded, tmp_path_factory):
     function under another name."""
     course = graded[0]
     public = tmp_path_factory.mktemp("public")
-    import textwrap
-
     cleo = textwrap.dedent(DIFFERENT_BUT_RIGHT["time-matmul"])
     (public / "benchmarks.py").write_text("import time\nimport torch\n\n\n"
                                           + cleo.replace("def time_matmul(n, device)", "def bench_mm(size, device)")
@@ -349,14 +347,8 @@ def test_public_code_is_found_and_odd_notebooks_are_skipped_in_words(similar):
     assert re.search(r"not compared: hal: the notebook is unreadable", stdout)
     assert re.search(r"not compared: ivy: .*`environment_report`: no cell defines it", stdout)
     page = output.read_text()
-    assert SCRIPT not in page and html_escaped(SCRIPT) in page  # a student's text is shown, never run
+    assert SCRIPT not in page and html.escape(SCRIPT) in page  # a student's text is shown, never run
     assert not re.search(r"""(src|href)=['"]?(https?:)?//""", page), "the report must open without the network"
-
-
-def html_escaped(text):
-    import html
-
-    return html.escape(text)
 
 
 def test_the_class_report_shows_scores_failures_flags_and_the_most_similar_pairs(graded, similar):

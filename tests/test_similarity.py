@@ -220,6 +220,9 @@ def test_odd_notebooks_are_read_never_run_and_what_was_skipped_is_said(tmp_path)
     write_notebook(course, "deep", assignment, filled({"box-iou": "def box_iou(a, b):\n    return " + "-" * 200000 + "1\n"}))
     write_notebook(course, "nested", assignment, filled({"box-iou": "def box_iou(a, b):\n    return " + "(" * 150 + "a" + ")" * 150 + "\n"}))
     write_notebook(course, "syntax", assignment, filled({"box-iou": "def box_iou(a, b) return 1\n"}))
+    many = "def box_iou(a, b):\n" + "".join(f"    x{i} = a[{i % 4}] * {i}\n" for i in range(3000)) + "    return x0\n"
+    write_notebook(course, "many", assignment, filled({"box-iou": many}))
+    write_notebook(course, "bigint", assignment, filled({"box-iou": IOU_LOOPS.replace("0 or", "0x" + "f" * 20000 + " or")}))
     write_notebook(course, "stub", assignment, filled(fill=False))
     renamed = filled()
     renamed.cells = [c for c in renamed.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "box-iou"]
@@ -235,6 +238,7 @@ def test_odd_notebooks_are_read_never_run_and_what_was_skipped_is_said(tmp_path)
         assert pair.similarity == 0 or pair.similarity == round(similarity.similarity(pair.a, pair.b)[0], 4)
     assert by_pair[("box_iou", ("bo", "cy"))] == 1.0
     assert by_pair[("box_iou", ("ann", "bo"))] < similarity.LIKELY
+    assert by_pair[("box_iou", ("ann", "bigint"))] > 0.9 and ("box_iou", ("bo", "many")) in by_pair
     assert by_pair[("box_iou", ("bo", "against:boxes.py::pairwise_iou"))] == 1.0
     skipped = {student: " ".join(reasons) for student, reasons in report.skipped.items()}
     for student in ("broken", "empty", "list"):
@@ -266,3 +270,17 @@ def test_two_hundred_submissions_take_under_a_minute(tmp_path):
     compared = len(students) * (len(students) - 1) // 2
     assert per_function["nms"] == per_function["yolo_loss"] == compared
     assert all(0.0 <= p["similarity"] <= 1.0 for p in pairs)
+
+
+def test_the_command_says_what_is_wrong_with_its_arguments(tmp_path, capsys):
+    from autograder.__main__ import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["similarity", "a01-colab", str(tmp_path), "-o", str(tmp_path / "r.html")])
+    assert stopped.value.code == 2 and "no submitted/ folder" in capsys.readouterr().err
+    (tmp_path / "submitted").mkdir()
+    with pytest.raises(SystemExit) as stopped:
+        main(["similarity", "a01-colab", str(tmp_path), "--against", str(tmp_path / "none"), "-o", str(tmp_path / "r.html")])
+    assert stopped.value.code == 2 and "is not a folder" in capsys.readouterr().err
+    assert main(["similarity", "a01-colab", str(tmp_path), "-o", str(tmp_path / "r.html")]) == 0  # an empty class
+    assert json.loads((tmp_path / "r.json").read_text()) == []
