@@ -255,16 +255,13 @@ def test_odd_notebooks_are_read_never_run_and_what_was_skipped_is_said(tmp_path)
     assert "broken" in page.read_text() and "unreadable" in page.read_text()
 
 
-@pytest.mark.slow
-def test_two_hundred_submissions_take_under_a_minute(tmp_path):
-    """The whole command on 200 a08-yolo submissions in which every pair shares code (each student
-    has one of two answers per function, renamed and commented): every pair is scored in full.
-    The command uses one core; its CPU time is what the goal bounds (the tests share the machine)."""
+def test_every_pair_of_a_class_sharing_code_is_scored_in_full(tmp_path):
+    """The whole command on a class in which every pair shares code (each student has one of two
+    answers per function, renamed and commented), the benchmark's class at a tenth of its size:
+    every pair is scored for every function. Its time on 200 submissions is bench/similarity.py's."""
     course = tmp_path / "course"
-    students = bench.make_class(course, 200)
-    seconds, cpu, data = bench.run(course, "a08-yolo")
-    print(f"similarity of 200 a08-yolo submissions: {seconds:.1f} s, {cpu:.1f} s of CPU")
-    assert cpu < bench.GOAL_SECONDS
+    students = bench.make_class(course, 20)
+    _, _, data = bench.run(course, "a08-yolo")
     pairs = json.loads(data.read_text())
     per_function = {f: sum(p["function"] == f for p in pairs) for f in assignments.load("a08-yolo").functions}
     compared = len(students) * (len(students) - 1) // 2
