@@ -51,7 +51,7 @@ def assert_mistake_is_named(assignment: str, folder, grade_id: str, code: str, p
     """A wrong answer for one function loses points there, on a test whose output contains
     `phrase`. Only that function's tests run (and those of `dependents`, functions that call it
     as the assignment asks, which may lose points too): every other function is the reference's
-    own code, whose full marks tests/test_assignments_graded.py proves."""
+    own code, whose full marks tests/test_colab_like.py proves."""
     function = assignments.load(assignment).function_of(grade_id)
     result = grade(assignment, folder, {grade_id: code}, only={function, *dependents})
     got = scores(result)

@@ -2,8 +2,8 @@
 mistake (losses cut from the graph, no NMS, unsorted or unclipped detections, a box loss that
 divides by zero without objects, torchvision's own detector); a detector assembled differently
 (another backbone, other anchors, ROI pooling instead of ROI Align, class-wise NMS in a loop)
-earns full marks. That the reference earns full marks and the stub none is proved for every
-assignment by tests/test_assignments_graded.py; bench/capstone.py compares the reference with
+earns full marks. That the reference earns full marks is proved for every assignment by
+tests/test_colab_like.py, and that the stub earns none by tests/test_assignments_graded.py; bench/capstone.py compares the reference with
 torchvision's Faster R-CNN."""
 import re
 import types

@@ -11,7 +11,8 @@ when the cache has none for its current code).
 Each assignment runs as a student hands it in: the released notebook with the reference's code
 put into each `# YOUR CODE HERE` region (coursetools.student), top to bottom, on the current
 runtime and on the oldest one a notebook can pin in Colab (requirements/colab-2026.01.txt), every
-visible check passing, and the grader gives that very notebook full marks. The untouched
+visible check passing, and the grader gives that very notebook full marks (the proof, for every
+assignment, that the reference's code earns them as students hand it in). The untouched
 released notebook runs too, every check saying "not implemented yet"."""
 import json
 import re
@@ -84,6 +85,7 @@ def test_student_filled_notebook_runs_and_earns_full_marks(assignment, tmp_path,
     result = engine.grade(assignment, handed_in, limits=FAST).to_gradescope()
     assert [(t["name"], t["output"]) for t in result["tests"] if t["score"] < t["max_score"]] == []
     assert result["score"] == result["max_score"] > 0
+    assert result["output"] == "", result["output"]  # it loads in the grader without an error or a refusal
 
 
 @pytest.mark.parametrize("assignment", assignment_ids())
