@@ -293,6 +293,17 @@ class CellReader:
             return False
         return True
 
+    def named_attribute(self, node, attr: str, base_text: str) -> bool:
+        """An attribute name given as a string, read from an object the screening may not know:
+        the name's own rules, and none of the names of refused places. False if refused."""
+        if not self.attribute_name(node, attr, base_text):
+            return False
+        if policy.named_attribute_refused(attr):
+            self.refuse(node, f"{base_text}.{attr}", "an attribute named in a string may not be private or the name "
+                                                     "of a refused module")
+            return False
+        return True
+
     def attribute(self, node: ast.Attribute) -> None:
         base = _dotted(node.value)
         if not self.attribute_name(node, node.attr, base or "…"):
@@ -337,7 +348,7 @@ class CellReader:
                                         "is not)")
                 return False
         if policy.private_refused(full):
-            self.refuse(node, full, "the private parts of PyTorch and NumPy are not available")
+            self.refuse(node, full, "the private (_name) parts of a library are not available")
             return False
         value = resolve(parts[0])
         restricted = restricted_modules()
@@ -371,7 +382,7 @@ class CellReader:
         if isinstance(func, ast.Name) and func.id in policy.NAMED_ATTRIBUTE_BUILTINS and len(node.args) >= 2:
             literal = node.args[1]
             if isinstance(literal, ast.Constant) and isinstance(literal.value, str):
-                if self.attribute_name(node, literal.value, _dotted(node.args[0]) or "…"):
+                if self.named_attribute(node, literal.value, _dotted(node.args[0]) or "…"):
                     base = _dotted(node.args[0])
                     if base:
                         for full in self.symbols.expand(base):
@@ -387,7 +398,7 @@ class CellReader:
                         self.refuse(node, full, "allowed only with literal attribute names")
                     for literal in literals:
                         for attr in literal.value.split("."):
-                            self.attribute_name(node, attr, "…")
+                            self.named_attribute(node, attr, "…")
 
     # definitions and bindings ---------------------------------------------------------------
     def definition(self, node) -> None:

@@ -75,6 +75,17 @@ REFUSED = {
     "numpy as_strided": "from numpy.lib.stride_tricks import as_strided",
     "a private module": "import torch._dynamo",
     "a private attribute of a library": "f = torch._utils",
+    "a library's private copy of a pickle loader": "from sklearn.utils import _joblib",
+    "a private module of any library": "import scipy._lib",
+    "a private attribute deep in a library": "f = torchvision.models._api",
+    "a private name through getattr": "f = getattr(torchvision, '_C')",
+    "torch.ops through getattr of a value": "def f(t):\n    return getattr(t, 'ops')",
+    "torch.ops through attrgetter": "import operator\nf = operator.attrgetter('ops.torchvision.nms')",
+    "sys through methodcaller": "import operator\nf = operator.methodcaller('sys')",
+    "torch.fx": "import torch.fx",
+    "torch.jit": "f = torch.jit.script",
+    "torch.onnx": "import torch.onnx",
+    "jiterator": "f = torch.cuda.jiterator._create_jit_fn",
     "dispatch modes": "from torch.utils._python_dispatch import TorchDispatchMode",
     "dunder name bound": '__name__ = "torch.autograd.notebook"',
     "dunder name bound in a function": 'def f():\n    global __name__\n    __name__ = "x"',
@@ -171,6 +182,9 @@ HONEST = [
     "from torchvision.ops import box_iou as reference_iou\nexpected = 0",  # allowed outside graded code
     "import einops\nimport tqdm",
     "x = torch.backends.cudnn.deterministic",
+    "from torchvision.models.detection._utils import BoxCoder\ncoder = BoxCoder((1.0, 1.0, 1.0, 1.0))",
+    "import contextlib\n\n@contextlib.contextmanager\ndef quiet():\n    yield",
+    "import operator\nby_score = operator.itemgetter(1)\nname = operator.attrgetter('shape')",
 ]
 
 

@@ -16,7 +16,7 @@ ALLOWED_MODULES = frozenset({
     "torch", "torchvision", "numpy", "scipy", "skimage", "sklearn", "PIL", "matplotlib", "cv2", "networkx",
     "pycocotools", "odcourse", "ipywidgets", "IPython.display", "tqdm", "einops", "google.colab",
     # the standard library's computing, data and text modules
-    "__future__", "abc", "array", "base64", "bisect", "cmath", "collections", "colorsys", "copy", "csv",
+    "__future__", "abc", "array", "base64", "bisect", "cmath", "collections", "colorsys", "contextlib", "copy", "csv",
     "dataclasses", "datetime", "decimal", "difflib", "enum", "fractions", "functools", "glob", "gzip",
     "hashlib", "heapq", "io", "itertools", "json", "math", "numbers", "operator", "os", "pathlib",
     "platform", "pprint", "random", "re", "shutil", "statistics", "string", "struct", "sys", "tempfile",
@@ -30,6 +30,8 @@ REFUSED_INSIDE = frozenset({
     "torch.compiler", "torch.export", "torch.utils.cpp_extension", "torch.multiprocessing", "torch.distributed",
     "torch.hub", "torch.package", "torch.load", "torch.jit.load", "torch.classes", "torch.overrides",
     "torch.utils._python_dispatch", "torch.utils.dlpack", "torch.backends.cudnn.rnn",
+    # tracers, scripting and code generators: they rewrite or run code the grader has not read
+    "torch.fx", "torch.jit", "torch.onnx", "torch.cuda.jiterator", "torch.utils.benchmark.utils.cpp_jit",
     "torchvision.io.read_file",
     # NumPy's ways to raw memory, compiled code and pickles
     "numpy.ctypeslib", "numpy.f2py", "numpy.distutils", "numpy.load", "numpy.memmap", "numpy.fromfile",
@@ -62,6 +64,15 @@ REFUSED_BUILTINS = frozenset({"exec", "eval", "compile", "__import__", "globals"
 NAMED_ATTRIBUTE_BUILTINS = frozenset({"getattr", "setattr", "delattr", "hasattr"})
 # stdlib callables that take attribute names as strings: literal, allowed names only.
 NAMED_ATTRIBUTE_CALLABLES = frozenset({"operator.attrgetter", "operator.methodcaller"})
+
+
+def named_attribute_refused(name: str) -> bool:
+    """Whether a literal attribute name given as a string (getattr(x, "name"), attrgetter("name"))
+    may name a refused place whatever object it is read from: a private name, a module no notebook
+    may reach, the last part of a refused place (torch's "ops", "library", "_C"...)."""
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__")) \
+        or name in NOT_REACHABLE or name in RESTRICTED_BY_NAME \
+        or any(name == place.rsplit(".", 1)[-1] for place in REFUSED_INSIDE)
 
 # Attributes of frames, tracebacks, generators and code objects: the way to the grader's internals.
 FRAME_ATTRIBUTES = frozenset({
@@ -101,20 +112,19 @@ NOT_REACHABLE = frozenset({"importlib", "builtins", "subprocess", "multiprocessi
 RESTRICTED_BY_NAME = ("sys", "os")
 
 
-# Where a private (_name) part is refused: PyTorch's and NumPy's internals (torch._C, torch._dynamo,
-# torch._library, numpy._core ...) and torchvision's compiled extension. Elsewhere a private module
-# may be what an assignment hands out (a05's torchvision.models.detection._utils.BoxCoder).
-PRIVATE_REFUSED_UNDER = ("torch", "numpy", "torchvision._C", "torchvision.extension")
+# A library's private (_name) parts are refused: they are where its internals are (torch._C,
+# numpy._core, a library's private copy of joblib and its pickle loader), and no assignment needs
+# one, except these, which an assignment hands out (a05's torchvision.models.detection._utils.BoxCoder).
+PRIVATE_ALLOWED = frozenset({"torchvision.models.detection._utils"})
 
 
 def private_refused(dotted: str) -> bool:
+    """Whether the library path `dotted` goes through a private part not on PRIVATE_ALLOWED."""
     parts = dotted.split(".")
     for i, part in enumerate(parts[1:], start=1):
-        if part.startswith("_") and not (part.startswith("__") and part.endswith("__")):
-            prefix = ".".join(parts[:i + 1])
-            if any(prefix == p or prefix.startswith(p + ".") or ".".join(parts[:i]) == p
-                   for p in PRIVATE_REFUSED_UNDER):
-                return True
+        if part.startswith("_") and not (part.startswith("__") and part.endswith("__")) \
+                and ".".join(parts[:i + 1]) not in PRIVATE_ALLOWED:
+            return True
     return False
 
 
