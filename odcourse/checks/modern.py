@@ -8,11 +8,11 @@ from those pieces and ``torch.nn.functional.cross_entropy``.
 """
 from __future__ import annotations
 
-import types
-
 import torch
 import torch.nn.functional as F
 
+from ..modern import fcos_matches as torchvision_fcos_match
+from ..modern import fcos_points
 from . import Report
 from .tensors import boxes_picture, call_keeping_inputs, close, expect_tensor, note_if_accepted
 
@@ -112,29 +112,6 @@ def generalized_box_iou(fn) -> None:
 
 
 # fcos_match, fcos_targets, centerness ------------------------------------------------------------
-
-def fcos_points(image_size: int, strides, sizes, dtype=torch.float32):
-    """FCOS's points as torchvision's AnchorGenerator makes them (one square anchor of `sizes[k]`
-    per location of level k, centred on multiples of `strides[k]`): (anchors float[N, 4],
-    points per level)."""
-    anchors, counts = [], []
-    for stride, size in zip(strides, sizes):
-        cells = -(-image_size // stride)
-        ys, xs = torch.meshgrid(torch.arange(cells) * stride, torch.arange(cells) * stride, indexing="ij")
-        centre = torch.stack([xs.reshape(-1), ys.reshape(-1)], 1).to(dtype)
-        anchors.append(torch.cat([centre - size / 2, centre + size / 2], 1))
-        counts.append(cells * cells)
-    return torch.cat(anchors), counts
-
-
-def torchvision_fcos_match(anchors, gt_boxes, counts, radius=1.5):
-    """The matches torchvision's FCOS.compute_loss hands to its head, for one image."""
-    from torchvision.models.detection.fcos import FCOS
-
-    head = types.SimpleNamespace(compute_loss=lambda targets, outputs, anchors, matched_idxs: matched_idxs)
-    model = types.SimpleNamespace(center_sampling_radius=radius, head=head)
-    return FCOS.compute_loss(model, [{"boxes": gt_boxes}], {}, [anchors], counts)[0]
-
 
 # A 128 x 128 image with levels of stride 8, 16 and 32 (units 8, 16, 32): a large object, which the
 # second level takes away from the centre, a small one inside it, which wins the points they share on
