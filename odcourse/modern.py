@@ -243,9 +243,9 @@ class FcosExplorer(Explorer):
             if count <= 1024:  # the fine levels have too many points to draw them all legibly
                 ax.plot(points[:, 0], points[:, 1], linestyle="none", marker=".", markersize=2, color="#bbbbbb")
             mine, theirs = points[level_matches == 0], points[level_matches == 1]
-            ax.plot(mine[:, 0], mine[:, 1], linestyle="none", marker="o", markersize=4, color=PALETTE[1],
+            ax.plot(mine[:, 0], mine[:, 1], linestyle="none", marker="o", markersize=5, color=PALETTE[1],
                     gid=f"box-points-{k}")
-            ax.plot(theirs[:, 0], theirs[:, 1], linestyle="none", marker="o", markersize=4, color=PALETTE[0],
+            ax.plot(theirs[:, 0], theirs[:, 1], linestyle="none", marker="o", markersize=5, color=PALETTE[0],
                     gid=f"other-points-{k}")
             x1, y1, x2, y2 = box.tolist()
             ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=PALETTE[1], linewidth=1.8,

@@ -188,15 +188,13 @@ def test_generalized_box_iou_gradient_and_speed(student, reference, device):
 
 def fcos_points(image_size, strides, units, dtype=torch.float32, device="cpu"):
     """torchvision's FCOS points: one square anchor of side units[k] per location of level k, centred on
-    multiples of strides[k]; (anchors float[N, 4], points per level)."""
-    anchors, counts = [], []
+    multiples of strides[k], row by row; (anchors float[N, 4], points per level)."""
+    levels = []
     for stride, unit in zip(strides, units):
-        cells = -(-image_size // stride)
-        ys, xs = torch.meshgrid(torch.arange(cells) * stride, torch.arange(cells) * stride, indexing="ij")
-        centre = torch.stack([xs.reshape(-1), ys.reshape(-1)], 1).to(torch.float64)
-        anchors.append(torch.cat([centre - unit / 2, centre + unit / 2], 1))
-        counts.append(cells * cells)
-    return torch.cat(anchors).to(dtype=dtype, device=device), counts
+        steps = torch.arange(0, image_size, stride, dtype=torch.float64)
+        grid = torch.cartesian_prod(steps, steps).flip(1)  # (x, y), y the slower
+        levels.append(torch.cat([grid - unit / 2, grid + unit / 2], 1))
+    return torch.cat(levels).to(dtype=dtype, device=device), [len(level) for level in levels]
 
 
 def objects(g, count, image_size, dtype=torch.float32, device="cpu"):
