@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 "told (nothing in your notebook was graded)"],
                         flags=[f"the grader failed ({type(error).__name__})"])
     args.json.write_text(result.json())
-    sys.stdout.reconfigure(errors="replace")
+    if hasattr(sys.stdout, "reconfigure"):  # a terminal that cannot show a character gets a "?"
+        sys.stdout.reconfigure(errors="replace")
     print(result.summary(args.notebook.name))
     return 0
 

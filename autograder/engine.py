@@ -18,6 +18,7 @@ import io
 import pathlib
 import sys
 import threading
+from dataclasses import dataclass
 
 import pytest
 
@@ -28,7 +29,7 @@ from .plugin import Plugin, Session
 from .proxy import Proxy
 from .result import Result
 from .screening import exempt_sources, screen
-from .workers import Deadline, Limits, Worker, WorkerError
+from .workers import Deadline, Limits, Worker
 
 known_assignments = assignments.known
 
@@ -132,12 +133,9 @@ def grade(assignment_id: str, notebook: pathlib.Path, root: pathlib.Path = ROOT,
         not_graded.setdefault(name, f"{name} uses {', '.join(uses)}, which this exercise does not allow: it earns "
                                     "no points (its tests were not run)")
     missing = {name: loc.how for name, loc in located.items() if loc.cell is None}
-    code = statements(cells, located, screening.refused_cells, screening.course_cells)
-    student = Worker(code, hide=hide, limits=limits, banned={k: list(v) for k, v in assignment.banned.items()},
-                     operators={k: list(v) for k, v in assignment.operators.items()}, allowed=assignment.allowed,
-                     deadline=deadline)
-    session = run_suite(assignment, Starting(student), reference, "cpu", deadline, keep_reference, only,
-                        missing=missing, not_graded=not_graded)
+    grading = Grading(assignment, statements(cells, located, screening.refused_cells, screening.course_cells), hide,
+                      limits, deadline, keep_reference, only, missing, not_graded)
+    session, student = grading.run("cpu", reference)
     result.tests = session.outcomes
     for item in student.load_errors:
         result.notes.append(f"{item['label']}: {item['error']}")
@@ -155,23 +153,51 @@ def grade(assignment_id: str, notebook: pathlib.Path, root: pathlib.Path = ROOT,
     if any(not t.ran and "budget" in t.output for t in result.tests):
         result.flags.append("the time budget was used up before every test had run")
     if cuda_present() and not deadline.expired():
-        cuda_feedback(result, assignment, code, hide, limits, deadline, keep_reference, only, missing, not_graded)
+        # Scored on the CPU; on a GPU machine the same tests run on CUDA as unscored feedback.
+        session, _ = grading.run("cuda")
+        result.extra["cuda_feedback"] = [{"name": f"{o.function}: {o.name}", "passed": o.passed,
+                                          "output": o.output or "passed"} for o in session.outcomes]
+        failed = sum(not o.passed for o in session.outcomes)
+        result.notes.append(f"On CUDA (not scored): {len(session.outcomes) - failed} of {len(session.outcomes)} "
+                            "tests pass.")
     return result
 
 
-def cuda_feedback(result, assignment, code, hide, limits, deadline, keep_reference, only, missing, not_graded):
-    """Scored on the CPU; on a GPU machine the same tests run on CUDA as unscored feedback (the
-    workers start after the scored run: one worker per side at a time)."""
-    student = Worker(code, hide=hide, limits=limits, cuda=True, banned={k: list(v) for k, v in assignment.banned.items()},
-                     operators={k: list(v) for k, v in assignment.operators.items()}, allowed=assignment.allowed,
-                     deadline=deadline)
-    session = run_suite(assignment, Starting(student), _reference(assignment, hide, limits, True, deadline,
-                                                                  keep_reference),
-                        "cuda", deadline, keep_reference, only, missing=missing, not_graded=not_graded)
-    result.extra["cuda_feedback"] = [{"name": f"{o.function}: {o.name}", "passed": o.passed,
-                                      "output": o.output or "passed"} for o in session.outcomes]
-    failed = sum(not o.passed for o in session.outcomes)
-    result.notes.append(f"On CUDA (not scored): {len(session.outcomes) - failed} of {len(session.outcomes)} tests pass.")
+@dataclass
+class Grading:
+    """What every run of the hidden suite against one notebook shares: the scored run on the CPU
+    and, on a GPU machine, the unscored feedback run on CUDA."""
+
+    assignment: Assignment
+    code: list  # the notebook's statements the worker runs
+    hide: list
+    limits: Limits
+    deadline: Deadline
+    keep_reference: bool
+    only: set | None
+    missing: dict  # graded function -> why it was not found
+    not_graded: dict  # graded function -> why its tests are not run
+
+    def run(self, device: str, reference: Starting | None = None) -> tuple[Session, Worker]:
+        """Start the workers on `device` (the reference's may be starting already), run the suite,
+        end them (the reference's is kept for the next submission with keep_reference)."""
+        cuda = device == "cuda"
+        student = Worker(self.code, hide=self.hide, limits=self.limits, cuda=cuda, allowed=self.assignment.allowed,
+                         banned={k: list(v) for k, v in self.assignment.banned.items()},
+                         operators={k: list(v) for k, v in self.assignment.operators.items()}, deadline=self.deadline)
+        starting = Starting(student)
+        reference = reference or _reference(self.assignment, self.hide, self.limits, cuda, self.deadline,
+                                            self.keep_reference)
+        session = Session(Proxy(student, self.missing), Proxy(reference.worker), device, self.deadline, self.only,
+                          dict(self.not_graded))
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(student)
+            if not self.keep_reference:
+                stack.enter_context(reference.worker)
+            session.student.broken = starting.wait()
+            reference.wait()
+            _run_pytest(self.assignment, session)
+        return session, student
 
 
 def cuda_present() -> bool:
@@ -180,21 +206,6 @@ def cuda_present() -> bool:
     except ImportError:
         return False
     return torch.cuda.is_available()
-
-
-def run_suite(assignment: Assignment, student: Starting, reference: Starting, device: str, deadline: Deadline,
-              keep_reference: bool = False, only: set | None = None, missing=None, not_graded=None) -> Session:
-    """Wait for the workers to start on `device`, run the hidden suite against them, end them."""
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(student.worker)
-        if not keep_reference:
-            stack.enter_context(reference.worker)
-        broken = student.wait()
-        reference.wait()
-        session = Session(Proxy(student.worker, missing, broken), Proxy(reference.worker), device, deadline, only,
-                          dict(not_graded or {}))
-        _run_pytest(assignment, session)
-    return session
 
 
 def _run_pytest(assignment: Assignment, session: Session) -> None:

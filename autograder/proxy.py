@@ -41,11 +41,12 @@ class Proxy:
         reply = self._reply(name, args, kwargs, scenario=scenario, seconds=seconds, probe=probe, record=record)
         return self._value(name, reply, failure)
 
-    def timed(self, name, *args, probe=None, record=False, failure=None, seconds=None, **kwargs):
+    def timed(self, name, *args, probe=None, record=False, failure=None, seconds=None, patience=1.0, **kwargs):
         """(value, seconds) of a call in a fresh fork of the notebook's loaded state, after every
         other process has ended and every file made since loading is gone; the seconds are this
         process's clock around the request (the same for the reference and the student)."""
-        reply = self._reply(name, args, kwargs, probe=probe, record=record, timed=True, seconds=seconds)
+        reply = self._reply(name, args, kwargs, probe=probe, record=record, timed=True, seconds=seconds,
+                            patience=patience)
         return self._value(name, reply, failure), reply.seconds
 
     @contextlib.contextmanager

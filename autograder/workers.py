@@ -268,10 +268,11 @@ class Worker:
     # calls --------------------------------------------------------------------------------
     def call(self, name: str, args=(), kwargs=None, scenario: str | None = None, seed: int = 0,
              seconds: float | None = None, probe: dict | None = None, record: bool = True,
-             timed: bool = False) -> Reply:
+             timed: bool = False, patience: float = 1.0) -> Reply:
         """Call the notebook's `name` in the worker. `timed`: in a fresh fork of the loaded
         state, after every other process has ended and every file made since loading is gone
-        (what a speed check measures). The reply's `seconds` is this process's clock around it."""
+        (what a speed check measures). The reply's `seconds` is this process's clock around it.
+        The call may take `seconds` (default: the limits' call_seconds times `patience`)."""
         kwargs = kwargs or {}
         try:
             if not self.alive():
@@ -284,7 +285,7 @@ class Worker:
                    "probe": {k: wire.encode(v) for k, v in probe.items()} if probe else None}
         sent = {key: wire.digest(value) for key, value in list(enumerate(args)) + list(kwargs.items())
                 if _is_tensor(value)}
-        limit = self.deadline.limit(seconds or self.limits.call_seconds)
+        limit = self.deadline.limit(seconds or self.limits.call_seconds * patience)
         started = time.perf_counter()
         try:
             self._send(request)

@@ -5,6 +5,8 @@ a results.json (exit status 0) in bounded time; no point is earned that honest w
 earn; the honest work elsewhere keeps its points; nothing hidden reaches the feedback; another
 student's grade is untouched. The instructor guide's table "What the grader guarantees" names
 the test of each class."""
+import contextlib
+import io
 import json
 import os
 import pathlib
@@ -18,6 +20,7 @@ import time
 import nbformat
 import pytest
 
+from autograder import __main__ as command_line
 from tests.conftest import ROOT
 from tests.notebook_grading import student_notebook
 
@@ -48,15 +51,19 @@ def notebook(folder: pathlib.Path, assignment: str, answers: dict | None = None,
 
 
 def grade(path: pathlib.Path, assignment: str, *options: str, timeout: float = 600) -> tuple[dict, str, float]:
-    """(results.json, what the command printed, seconds) of `python -m autograder grade`."""
+    """(results.json, what the command printed, seconds) of `python -m autograder grade`: the
+    command's own main(), in this process, so that the fork server it starts serves the next
+    attack too (a new interpreter per attack would add seconds of imports to each)."""
     out = path.parent / "results.json"
+    printed = io.StringIO()
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "autograder", "grade", assignment, str(path), "--json", str(out),
-                           *options], cwd=ROOT, capture_output=True, timeout=timeout)
+    with contextlib.redirect_stdout(printed):
+        status = command_line.main(["grade", assignment, str(path), "--json", str(out), *options])
     seconds = time.monotonic() - started
-    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
-    raw = out.read_bytes()
-    return json.loads(raw), done.stdout.decode("utf-8", errors="strict"), seconds
+    assert status == 0 and seconds < timeout
+    text = printed.getvalue()
+    text.encode("utf-8")  # what it printed is text a terminal can show
+    return json.loads(out.read_bytes()), text, seconds
 
 
 def points(result: dict) -> dict:

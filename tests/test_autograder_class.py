@@ -58,6 +58,7 @@ def test_intake_and_scores(graded):
     assert gradebook_scores(course) == {"alice": 10.0, "bob": 0.0, "carol": 6.0, "dave": 0.0}
     assert "4 students, mean score 4.00" in stdout
     assert "refused from the zip: '../escape.ipynb'" in stdout and "'/etc/absolute.ipynb'" in stdout
+    assert "flagged: dave: unreadable notebook" in stdout  # what the instructor should look at
 
 
 def test_csv_results_feedback_and_restored_notebooks(graded):

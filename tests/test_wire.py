@@ -71,3 +71,21 @@ def test_a_digest_sees_any_change_of_bytes_dtype_or_shape():
     changed[3] = changed[3].nextafter(torch.tensor(10.0))  # one bit
     others = {wire.digest(changed), wire.digest(x.double()), wire.digest(x.reshape(2, 3)), wire.digest(x[:5])}
     assert len(others) == 4 and not (others & same)
+
+
+def test_encoding_runs_no_code_of_the_values_it_sends():
+    """A value's own methods could run the student's code after a timed call has ended."""
+    class Loud(str):
+        def __str__(self):
+            raise AssertionError("ran")
+
+    class Lazy(dict):
+        def items(self):
+            raise AssertionError("ran")
+
+        def __iter__(self):
+            raise AssertionError("ran")
+
+    back = round_trip({"version": Loud("2.11.0"), "lazy": Lazy(a=1), "size": torch.Size([2, 3])})
+    assert back == {"version": "2.11.0", "lazy": {"a": 1}, "size": (2, 3)}
+    assert type(back["version"]) is str

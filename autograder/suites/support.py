@@ -119,7 +119,8 @@ def expect_fast(student, reference, name: str, inputs, factor: float, floor: flo
     from the moment the worker's trusted code is about to call the function to the arrival of the
     result; while the reference is timed, the student's worker is stopped. One more
     run on inputs of the same kind records the operators the function dispatches (timed runs do
-    not, so that recording costs no time), so the banned ones are seen at this size too.
+    not, so that recording costs no time), so the banned ones are seen at this size too; it may
+    take three times a call's limit.
     Reference and student runs alternate (load on the machine hits both alike); the student's
     fastest run counts against the median reference run, after two rounds and at most three.
     backward: time a training step, the call and the backward pass of the sum of its result with
@@ -128,7 +129,9 @@ def expect_fast(student, reference, name: str, inputs, factor: float, floor: flo
     failure = f"{name} is too slow: its {what} did not finish in time on a large input ({{error}}); {hint}"
     probe = {"kind": "backward", "wrt": [0]} if backward else None
     base = 7919 * (seed + 1)
-    student.timed(name, *inputs(generator(base)), probe=probe, record=True, failure=failure)
+    # Recording every dispatched operator slows a call down (up to three times for code of many
+    # small operations): this run, not timed, may take three times the limit of a call.
+    student.timed(name, *inputs(generator(base)), probe=probe, record=True, failure=failure, patience=3)
     reference_runs, student_runs = [], []
     for round_ in range(3):
         args = inputs(generator(base + 1 + round_))

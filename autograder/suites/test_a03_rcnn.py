@@ -1,5 +1,4 @@
 """Hidden suite for a03-rcnn: the box coder, warping regions, ridge box regression, linear SVMs."""
-import math
 
 import pytest
 import torch

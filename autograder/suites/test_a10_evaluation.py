@@ -270,8 +270,11 @@ def test_mean_average_precision_refuses_bad_input(student, device):
 @pytest.mark.function("mean_average_precision")
 @pytest.mark.points(1)
 def test_mean_average_precision_speed(student, reference):
+    # The reference takes about 0.2 s here; a right answer that loops over each image's detections
+    # and over the recall levels (the proofs' different-but-right one) about 29 times that: 60 leaves
+    # it room and still stops an answer that redoes the whole set's work per detection.
     expect_fast(student, reference, "mean_average_precision",
                 lambda g: data_set(int(torch.randint(0, 2**31 - 1, (1,), generator=g)), 300, 3, False,
-                                   max_detections=40), factor=30, floor=0.2, seed=9,
+                                   max_detections=40), factor=60, floor=0.2, seed=9,
                 hint="compute each image's IoUs as one matrix and match each detection with tensor operations over "
                      "the ground truths (and the thresholds), not in Python loops over pairs of boxes")

@@ -32,7 +32,6 @@ import select
 import signal
 import socket
 import sys
-import time
 import traceback
 
 from . import isolation, policy, probes, recording, wire

@@ -11,7 +11,6 @@ to an :class:`Opaque` that compares unequal to everything a test expects.
 from __future__ import annotations
 
 import base64
-import json
 import math
 
 DTYPES = ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool",
@@ -29,24 +28,29 @@ class Opaque:
 
 
 def encode(value, depth: int = 0):
-    """The JSON-compatible form of a value. Only exact built-in types, tensors, arrays, devices and
-    dtypes are sent as data, read through their base types' own methods: encoding never runs code
-    of the notebook's (a dict subclass computing its items lazily, a __repr__), which would run
-    after a timed call has ended. Anything else becomes an Opaque."""
+    """The JSON-compatible form of a value. Built-in values (their subclasses too: torch.__version__
+    is a str, a namedtuple a tuple), tensors, arrays, devices and dtypes are sent as data, read
+    through the built-in types' own methods, so that encoding never runs the notebook's code (a
+    dict subclass computing its items lazily, an overridden __str__), which would run after a
+    timed call has ended. Anything else becomes an Opaque."""
     if depth > 64:
         raise ValueError("value nested too deeply to send")
     kind = type(value)
-    if value is None or kind in (bool, str):
+    if value is None or kind is bool:
         return value
-    if kind is int:
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        value = int.__int__(value)
         return value if -2**63 < value < 2**63 else {"__bigint__": str(value)}
-    if kind is float:
+    if isinstance(value, float):
+        value = float.__float__(value)
         return value if math.isfinite(value) else {"__float__": repr(value)}
-    if kind is tuple:
+    if isinstance(value, tuple) and not _is_torch(kind, "Size"):
         return {"__tuple__": [encode(v, depth + 1) for v in tuple.__iter__(value)]}
-    if kind is list:
+    if isinstance(value, list):
         return [encode(v, depth + 1) for v in list.__iter__(value)]
-    if kind is dict:
+    if isinstance(value, dict):
         items = list(dict.items(value))
         if all(type(k) is str for k, _ in items):
             return {"__dict__": {k: encode(v, depth + 1) for k, v in items}}
@@ -79,6 +83,13 @@ def encode(value, depth: int = 0):
         if kind is numpy.ndarray:
             return {"__ndarray__": encode(__import__("torch").from_numpy(numpy.ascontiguousarray(value)), depth + 1)}
     return {"__object__": f"{module}.{getattr(kind, '__qualname__', '?')}"[:200], "repr": ""}
+
+
+def _is_torch(kind, name: str) -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and kind is getattr(torch, name, None)
 
 
 def decode(value, depth: int = 0):
