@@ -21,7 +21,8 @@ from torchvision.models.detection.fcos import FCOS, FCOSHead
 
 from coursetools.reference import load_reference
 from odcourse.checks.modern import expected_detr_loss, fcos_points, torchvision_fcos_match
-from tests.proofs import assert_full_marks, assert_mistake_is_named
+from autograder import assignment as assignments
+from tests.proofs import assert_full_marks, assert_mistake_is_named, grade, scores
 
 ASSIGNMENT = "a12-modern-detectors"
 REF = load_reference(ASSIGNMENT)
@@ -389,13 +390,22 @@ WRONG = {
                                                 "(|C| - |A u B|) / |C|", ("detr_loss",)),
     "the union keeps the intersection": ("generalized-box-iou", changed(GIOU, " - inter\n", "\n"),
                                          "|A u B| = |A| + |B| - |A n B|", ("detr_loss",)),
-    "a Python loop over pairs": ("generalized-box-iou", GIOU.replace("def generalized_box_iou(", "def giou_matrix(") + '''
+    # Every pair in plain Python floats (the quickest loop a student writes: about 2 s for the speed
+    # check's 1000 x 1000 boxes, 30 times the reference; a loop of tensor operations per pair takes
+    # minutes and fails the same way, only after the call's time limit).
+    "a Python loop over pairs": ("generalized-box-iou", '''
 def generalized_box_iou(boxes1, boxes2):
-    out = torch.zeros(len(boxes1), len(boxes2), dtype=boxes1.dtype, device=boxes1.device)
-    for i in range(len(boxes1)):
-        for j in range(len(boxes2)):
-            out[i, j] = giou_matrix(boxes1[i:i + 1], boxes2[j:j + 1])[0, 0]
-    return out
+    second = boxes2.tolist()
+    rows = []
+    for ax1, ay1, ax2, ay2 in boxes1.tolist():
+        row = []
+        for bx1, by1, bx2, by2 in second:
+            inter = max(0.0, min(ax2, bx2) - max(ax1, bx1)) * max(0.0, min(ay2, by2) - max(ay1, by1))
+            union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+            hull = (max(ax2, bx2) - min(ax1, bx1)) * (max(ay2, by2) - min(ay1, by1))
+            row.append(inter / union - (hull - union) / hull)
+        rows.append(row)
+    return torch.tensor(rows, dtype=boxes1.dtype, device=boxes1.device).reshape(len(boxes1), len(boxes2))
 ''', "not in a Python loop over boxes", ()),
     # fcos_match
     "no centre sampling": ("fcos-match", changed(MATCH, "ok = ((x - (x1 + x2) / 2).abs() < center_sampling_radius * s) & \\\n"
@@ -525,3 +535,88 @@ DIFFERENT_BUT_RIGHT = {"sigmoid-focal-loss": FOCAL, "generalized-box-iou": GIOU,
 @pytest.mark.slow
 def test_right_answers_written_differently_earn_full_marks(tmp_path):
     assert_full_marks(ASSIGNMENT, tmp_path, DIFFERENT_BUT_RIGHT)
+
+
+# The library calls that would skip the exercise earn nothing ------------------------------------
+
+def test_every_graded_function_bans_the_library_versions_of_its_exercise():
+    spec = assignments.load(ASSIGNMENT)
+    assert set(spec.banned) == set(spec.functions)
+    library = {"torchvision.ops", "torchvision.ops.sigmoid_focal_loss", "torchvision.ops.generalized_box_iou",
+               "torchvision.ops.generalized_box_iou_loss", "torchvision.ops.box_iou", "torchvision.models.detection",
+               "torchvision.models.detection.fcos.FCOS.compute_loss", "odcourse"}
+    solvers = {"scipy", "scipy.optimize.linear_sum_assignment", "networkx", "odcourse"}
+    for name in ("sigmoid_focal_loss", "generalized_box_iou", "fcos_match", "fcos_targets", "centerness"):
+        assert library <= set(spec.banned[name]) and "torchvision::*" in spec.operators[name], name
+    assert solvers | {"torch.linalg"} <= set(spec.banned["hungarian_match"])
+    assert library | solvers <= set(spec.banned["detr_loss"])
+
+
+BANNED_ANSWERS = {
+    "sigmoid-focal-loss": ("torchvision.ops.sigmoid_focal_loss", '''
+from torchvision.ops import sigmoid_focal_loss as focal
+
+
+def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
+    return focal(inputs, targets, alpha, gamma, reduction)
+'''),
+    # box_iou inside an otherwise hand-written GIoU, reached through another module that holds it
+    "generalized-box-iou": ("torchvision.ops.box_iou", '''
+import torchvision.models.detection.fcos as fcos_module
+
+
+def generalized_box_iou(boxes1, boxes2):
+    iou = fcos_module.box_ops.box_iou(boxes1, boxes2)
+    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
+    inter = torch.where(iou > 0, iou * (area1[:, None] + area2[None]) / (1 + iou), torch.zeros_like(iou))
+    union = area1[:, None] + area2[None] - inter
+    lt = torch.minimum(boxes1[:, None, :2], boxes2[None, :, :2])
+    rb = torch.maximum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    hull = (rb - lt).clamp(min=0).prod(-1)
+    return iou - (hull - union) / hull
+'''),
+    # FCOSHead's coder: its method is reached through an instance, so the grader names its module
+    "fcos-targets": ("torchvision.models.detection", '''
+from torchvision.models.detection._utils import BoxLinearCoder
+
+
+def fcos_targets(anchors, gt_boxes, matched_idxs):
+    out = anchors.new_zeros(anchors.shape)
+    rows = torch.nonzero(matched_idxs >= 0).reshape(-1)
+    if len(rows):
+        out[rows] = BoxLinearCoder(normalize_by_size=True).encode(anchors[rows], gt_boxes[matched_idxs[rows]])
+    return out
+'''),
+    "hungarian-match": ("scipy.optimize.linear_sum_assignment", '''
+from scipy.optimize import linear_sum_assignment
+
+
+def hungarian_match(cost):
+    rows, cols = linear_sum_assignment(cost.detach().cpu().numpy())
+    return (torch.as_tensor(rows, dtype=torch.int64, device=cost.device),
+            torch.as_tensor(cols, dtype=torch.int64, device=cost.device))
+'''),
+    "detr-loss": ("torchvision.ops.generalized_box_iou_loss", DETR.replace(
+        "pair_giou = generalized_box_iou(xyxy(matched), xyxy(truth))\n    loss_giou = (1 - torch.diagonal(pair_giou)).sum() / n",
+        "loss_giou = torchvision.ops.generalized_box_iou_loss(xyxy(matched), xyxy(truth), reduction='sum') / n")),
+}
+
+
+@pytest.mark.slow
+def test_a_library_call_that_skips_the_exercise_earns_nothing_and_says_which(tmp_path):
+    """One grading: each answer names its banned call (or reaches it through another module), is
+    refused before it runs, scores 0, and its tests say which call."""
+    answers = {grade_id: code for grade_id, (_, code) in BANNED_ANSWERS.items()}
+    assert "torchvision.ops.generalized_box_iou_loss" in answers["detr-loss"]
+    answers["detr-loss"] = "import torchvision\n" + answers["detr-loss"]
+    spec = assignments.load(ASSIGNMENT)
+    functions = {spec.function_of(grade_id) for grade_id in answers}
+    result = grade(ASSIGNMENT, tmp_path, answers, only=functions)
+    got = scores(result)
+    assert set(got) == functions
+    for grade_id, (name, _) in BANNED_ANSWERS.items():
+        function = spec.function_of(grade_id)
+        assert got[function][0] == 0 < got[function][1], (function, got[function])
+        outputs = [t["output"] for t in result["tests"] if t["tags"] == [function]]
+        assert all(name in output and "does not allow" in output for output in outputs), (function, outputs)
