@@ -500,7 +500,7 @@ def test_hungarian_match_speed_at_detr_sizes(student, reference, device):
     cost = detr_costs(generator(39)).to(device)
     got = student.call("hungarian_match", cost, failure="hungarian_match failed on a 100 x 30 cost ({error})")
     expect_optimal_assignment(got, cost, optimum(reference, cost), "the assignment of a 100 x 30 cost like DETR's")
-    # The reference runs in about 0.2 to 0.4 ms here, about 10 times scipy's compiled solver
+    # The reference runs in about 0.2 to 0.4 ms here, 3 to 10 times scipy's compiled solver
     # (bench/modern.py); a Hungarian algorithm written with Python lists takes about 10 times the
     # reference (under the 20 ms floor), and trying permutations never finishes.
     expect_fast(student, reference, "hungarian_match", lambda g: (detr_costs(g),), factor=100, seed=40,
