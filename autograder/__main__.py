@@ -1,4 +1,8 @@
-"""python -m autograder grade <assignment-id> <notebook.ipynb> --json <results.json>"""
+"""python -m autograder grade <assignment-id> <notebook.ipynb> --json <results.json>
+python -m autograder class <assignment-id> <course-dir> [--zip lms.zip] [-j 2]
+python -m autograder similarity <assignment-id> <course-dir> [--against DIR] -o report.html
+python -m autograder report <assignment-id> <course-dir>
+python -m autograder gradescope <assignment-id> -o bundle.zip"""
 from __future__ import annotations
 
 import argparse
@@ -36,6 +40,17 @@ def main(argv: list[str] | None = None) -> int:
     klass.add_argument("course", type=pathlib.Path, help="the nbgrader course directory")
     klass.add_argument("--zip", type=pathlib.Path, help="an LMS download to take the submissions from")
     klass.add_argument("-j", "--jobs", type=int, default=2, help="submissions graded at once")
+    similar = commands.add_parser("similarity", help="compare the graded functions of every pair of submissions "
+                                                     "of a class (and with known implementations)")
+    similar.add_argument("assignment")
+    similar.add_argument("course", type=pathlib.Path, help="the nbgrader course directory `class` graded into")
+    similar.add_argument("--against", type=pathlib.Path,
+                         help="a folder of known implementations (.py, .ipynb) to compare every submission with")
+    similar.add_argument("-o", "--output", type=pathlib.Path, required=True,
+                         help="the HTML report to write (report.json is written beside it)")
+    report = commands.add_parser("report", help="write the class report page again (class-report-<id>.html)")
+    report.add_argument("assignment")
+    report.add_argument("course", type=pathlib.Path)
     scope = commands.add_parser("gradescope", help="write a Gradescope autograder bundle for an assignment")
     scope.add_argument("assignment")
     scope.add_argument("-o", "--output", type=pathlib.Path, required=True, help="the bundle zip to write")
@@ -46,6 +61,27 @@ def main(argv: list[str] | None = None) -> int:
         from . import gradescope
 
         print(f"wrote {gradescope.bundle(args.assignment, args.output)}")
+        return 0
+    if args.command in ("similarity", "report"):
+        if not (args.course / "submitted").is_dir():
+            parser.error(f"{args.course} has no submitted/ folder: grade the class first with "
+                         f"`python -m autograder class {args.assignment} {args.course}`")
+        from . import classreport
+
+        if args.command == "report":
+            print(f"wrote {classreport.write(args.course.resolve(), args.assignment)}")
+            return 0
+        from . import similarity
+
+        if args.against is not None and not args.against.is_dir():
+            parser.error(f"--against {args.against} is not a folder")
+        found = similarity.compare(args.assignment, args.course.resolve(), args.against)
+        page, data = similarity.write(found, args.output)
+        sys.stdout.reconfigure(errors="replace")
+        print(similarity.table(found))
+        print(f"wrote {page} and {data}")
+        if (args.course / "autograder-results" / args.assignment).is_dir():
+            print(f"class report: {classreport.write(args.course.resolve(), args.assignment)}")
         return 0
     if args.command == "class":
         from . import classroom

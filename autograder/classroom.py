@@ -16,7 +16,10 @@
    gradebook.db through nbgrader's API as automatic scores of its test cells: formgrader, export
    and manual grading keep working, and manual scores are never touched.
 4. Feedback for each student, autograder-feedback/<id>/<student>.html, explains every test in
-   words without hidden inputs; grades-<id>.csv holds the scores; a table closes the run.
+   words without hidden inputs; grades-<id>.csv holds the scores, grades-<id>-canvas.csv the
+   gradebook's scores (manual grades included) in the format Canvas imports (`lms.py`);
+   class-report-<id>.html shows the score distribution, the tests most failed, the flagged
+   submissions and the most similar pairs (`classreport.py`); a table closes the run.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ import zipfile
 import nbformat
 
 from . import assignment as assignments
-from . import engine
+from . import classreport, engine, lms
 from .notebook import SubmissionError, locate, read_cells
 from .result import Result, clean
 STUDENT_ID = re.compile(r"[^A-Za-z0-9._@-]+")
@@ -85,6 +88,9 @@ def intake(archive: pathlib.Path, course: pathlib.Path, assignment: str) -> tupl
             target.write_bytes(data)
             when = datetime.datetime(*info.date_time, tzinfo=datetime.timezone.utc)
             (folder / "timestamp.txt").write_text(when.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
+            canvas_id = lms.canvas_user_id(parts[0]) if len(parts) == 1 else None
+            if canvas_id:  # Canvas's download names carry the student's Canvas user ID
+                (folder / "lms_user_id.txt").write_text(canvas_id)
             taken.append(student)
     return sorted(set(taken)), refused
 
@@ -179,14 +185,18 @@ def ensure_assignment(course: pathlib.Path, assignment: str) -> None:
         raise SystemExit(f"autograder: nbgrader could not record {assignment} in the gradebook:\n{done.stderr}")
 
 
-def record(course: pathlib.Path, assignment: str, student: str, result: dict, timestamp: str | None) -> None:
-    """Write the automatic scores of one submission into gradebook.db; manual scores stay."""
+def record(course: pathlib.Path, assignment: str, student: str, result: dict, timestamp: str | None,
+           lms_user_id: str | None = None) -> None:
+    """Write the automatic scores of one submission into gradebook.db; manual scores stay (and
+    keep the formgrader's "needs manual grade" mark as the instructor left it)."""
     from nbgrader.api import Gradebook, MissingEntry
 
     per_function = Result.from_gradescope(result, assignment).points_by_function()
     functions = assignments.load(assignment).functions
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
-        gradebook.update_or_create_student(student)
+        known = gradebook.update_or_create_student(student)
+        if lms_user_id and not known.lms_user_id:
+            known.lms_user_id = lms_user_id
         try:
             gradebook.find_submission(assignment, student)
         except MissingEntry:
@@ -195,6 +205,8 @@ def record(course: pathlib.Path, assignment: str, student: str, result: dict, ti
             grade = gradebook.find_grade(f"test-{grade_id}", assignment, assignment, student)
             got, top = per_function.get(name, (0.0, 1.0))
             grade.auto_score = grade.max_score * (got / top if top else 0.0)
+            if grade.manual_score is None:
+                grade.needs_manual_grade = False
         gradebook.db.commit()
 
 
@@ -241,7 +253,9 @@ def grade_class(assignment: str, course: pathlib.Path, jobs: int = 2, archive: p
         result = results[student]
         timestamp_file = found[student].parent / "timestamp.txt"
         timestamp = timestamp_file.read_text().strip() if timestamp_file.exists() else None
-        record(course, assignment, student, result, timestamp)
+        lms_file = found[student].parent / "lms_user_id.txt"
+        lms_user_id = lms_file.read_text().strip() if lms_file.exists() else None
+        record(course, assignment, student, result, timestamp, lms_user_id)
         restored = restore_metadata(found[student], assignment)
         graded = course / "autograded" / student / assignment
         graded.mkdir(parents=True, exist_ok=True)
@@ -265,7 +279,10 @@ def grade_class(assignment: str, course: pathlib.Path, jobs: int = 2, archive: p
             if test["score"] < test["max_score"]:
                 failures[test["name"]] = failures.get(test["name"], 0) + 1
     mean = sum(r["score"] for r in rows) / len(rows) if rows else 0.0
-    return {"students": len(rows), "mean": mean, "failures": failures, "refused": refused, "flagged": flagged}
+    canvas = lms.write_canvas(course, assignment)
+    report = classreport.write(course, assignment)
+    return {"students": len(rows), "mean": mean, "failures": failures, "refused": refused, "flagged": flagged,
+            "canvas": canvas, "report": report}
 
 
 def table(summary: dict, assignment: str) -> str:
@@ -279,4 +296,8 @@ def table(summary: dict, assignment: str) -> str:
         lines.append(f"refused from the zip: {entry}")
     for student, flags in sorted(summary.get("flagged", {}).items()):
         lines.append(f"flagged: {student}: {clean('; '.join(flags), 500)}")
+    if summary.get("canvas"):
+        lines.append(f"grades for Canvas's gradebook import: {summary['canvas']}")
+    if summary.get("report"):
+        lines.append(f"class report: {summary['report']}")
     return "\n".join(lines)

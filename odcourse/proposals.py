@@ -434,6 +434,7 @@ class SlidingWindowExplorer(Explorer):
 
             image, _ = make_scene(0, 0)
         self.image = image.detach().cpu()
+        aspect = self.aspect_label(aspect)
         super().__init__({
             "size": widgets.IntSlider(value=size, min=16, max=128, step=8, description="size",
                                       continuous_update=False),
@@ -441,6 +442,15 @@ class SlidingWindowExplorer(Explorer):
             "stride": widgets.IntSlider(value=stride, min=4, max=64, step=4, description="stride",
                                         continuous_update=False),
         })
+
+    @classmethod
+    def aspect_label(cls, aspect: str) -> str:
+        """The dropdown's label for `aspect`, given as the label or as its ratio alone ("1:2")."""
+        for label in cls.ASPECTS:
+            if aspect in (label, label.split(" ")[0]):
+                return label
+        raise ValueError(f"aspect must be one of {', '.join(repr(a.split(' ')[0]) for a in cls.ASPECTS)}, "
+                         f"not {aspect!r}")
 
     def window_shape(self, size: int, aspect: str) -> tuple[int, int]:
         """(width, height) of the window in pixels."""

@@ -122,6 +122,12 @@ def test_sliding_window_explorer_draws_every_window(scene):
     assert f"640 x 480 image: {((640 - 96) // 8 + 1) * ((480 - 48) // 8 + 1)}" in axes.get_xlabel()
 
 
+def test_sliding_window_explorer_takes_a_ratio_alone_and_names_the_ratios_it_knows(scene):
+    assert SlidingWindowExplorer(scene[0], aspect="2:1").controls["aspect"].value == "2:1 (h/w 2)"
+    with pytest.raises(ValueError, match="aspect must be one of '1:2', '1:1', '2:1', not '3:1'"):
+        SlidingWindowExplorer(scene[0], aspect="3:1")
+
+
 def test_iou_explorer_prints_torchvisions_iou_and_shades_the_intersection():
     explorer = IoUExplorer(box_a=(30, 40, 100, 110), x=60, y=60, w=70, h=60)
     explorer.redraw()

@@ -86,6 +86,19 @@ def test_encoding_runs_no_code_of_the_values_it_sends():
         def __iter__(self):
             raise AssertionError("ran")
 
-    back = round_trip({"version": Loud("2.11.0"), "lazy": Lazy(a=1), "size": torch.Size([2, 3])})
-    assert back == {"version": "2.11.0", "lazy": {"a": 1}, "size": (2, 3)}
+    class Disguised:
+        @property
+        def __class__(self):  # isinstance() would read this
+            raise AssertionError("ran")
+
+    back = round_trip({"version": Loud("2.11.0"), "lazy": Lazy(a=1), "size": torch.Size([2, 3]),
+                       "torch": torch.__version__})  # a TorchVersion, a str subclass
+    assert back == {"version": "2.11.0", "lazy": {"a": 1}, "size": (2, 3), "torch": str(torch.__version__)}
     assert type(back["version"]) is str
+    assert isinstance(round_trip(Disguised()), wire.Opaque)
+
+
+def test_expanded_tensors_arrive_as_their_values():
+    """The gradient of a sum is an expanded view: one element with stride 0 has no byte view."""
+    for tensor in (torch.tensor(3.0).expand(1), torch.ones(2, 1).expand(2, 3), torch.tensor(1.5).expand(())):
+        assert torch.equal(round_trip(tensor), tensor.contiguous())

@@ -38,19 +38,19 @@ def encode(value, depth: int = 0):
     kind = type(value)
     if value is None or kind is bool:
         return value
-    if isinstance(value, str):
+    if issubclass(kind, str):
         return str.__str__(value)
-    if isinstance(value, int):
+    if issubclass(kind, int):
         value = int.__int__(value)
         return value if -2**63 < value < 2**63 else {"__bigint__": str(value)}
-    if isinstance(value, float):
+    if issubclass(kind, float):
         value = float.__float__(value)
         return value if math.isfinite(value) else {"__float__": repr(value)}
-    if isinstance(value, tuple) and not _is_torch(kind, "Size"):
+    if issubclass(kind, tuple) and not _is_torch(kind, "Size"):
         return {"__tuple__": [encode(v, depth + 1) for v in tuple.__iter__(value)]}
-    if isinstance(value, list):
+    if issubclass(kind, list):
         return [encode(v, depth + 1) for v in list.__iter__(value)]
-    if isinstance(value, dict):
+    if issubclass(kind, dict):
         items = list(dict.items(value))
         if all(type(k) is str for k, _ in items):
             return {"__dict__": {k: encode(v, depth + 1) for k, v in items}}
@@ -70,8 +70,9 @@ def encode(value, depth: int = 0):
             dtype = str(tensor.dtype).removeprefix("torch.")
             if dtype not in DTYPES:
                 raise ValueError(f"tensors of dtype {dtype} cannot be sent")
-            data = tensor.to("cpu").contiguous()
-            raw = data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b""
+            # a fresh flat copy: a gradient may be an expanded view whose one element has stride 0
+            flat = torch.empty(tensor.numel(), dtype=tensor.dtype).copy_(tensor.reshape(-1).to("cpu"))
+            raw = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
             return {"__tensor__": {"dtype": dtype, "shape": list(tensor.shape), "device": str(tensor.device),
                                    "requires_grad": bool(value.requires_grad),
                                    "data": base64.b64encode(raw).decode("ascii")}}
