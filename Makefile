@@ -46,9 +46,9 @@ test: venv browser book
 	$(PY) -m pytest -n 2 --dist loadgroup --durations=25
 
 # On a machine with a CUDA GPU: every reference through its hidden suite with the CUDA feedback run,
-# the references on CUDA against the CPU, the student-filled notebooks of a04, a06, a08 and a11 with
-# the GPU visible, and bench/roi.py, nms.py and capstone.py on CUDA; one table. Without a GPU it says
-# so and exits 0 (CI runs it that way).
+# the references on CUDA against the CPU, the student-filled notebooks of a04, a06, a08, a11 and a12
+# with the GPU visible, and bench/roi.py, nms.py, capstone.py and modern.py on CUDA; one table.
+# Without a GPU it says so and exits 0 (CI runs it that way).
 gpu-check: venv
 	$(PY) -m coursetools.gpu_check
 

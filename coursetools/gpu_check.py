@@ -6,10 +6,10 @@ On a machine with a CUDA GPU (after `make venv`) it
 2. compares every graded reference function on CUDA against the CPU: each call the notebook's
    visible checks make is recorded, then replayed with its tensors on CUDA, and the results (back
    on the CPU) must equal the CPU's to a tolerance, on the input's device;
-3. executes the student-filled notebooks of a04, a06, a08 and a11 (coursetools.student) in a
+3. executes the student-filled notebooks of a04, a06, a08, a11 and a12 (coursetools.student) in a
    Colab-like environment with the GPU visible (every visible check passing);
-4. times bench/roi.py, bench/nms.py and bench/capstone.py (a shortened run) on CUDA against
-   torchvision's CUDA operators;
+4. times bench/roi.py, bench/nms.py, bench/capstone.py and bench/modern.py (shortened runs) on
+   CUDA against torchvision's CUDA operators (and scipy's solver);
 and prints one table: what ran, whether it passed, and the timing ratios. Exit status 1 if anything
 failed. Without a GPU it says so and exits 0 (CI runs it that way, so that it cannot rot).
 """
@@ -27,10 +27,11 @@ import time
 
 from .config import ROOT, assignment_ids
 
-NOTEBOOKS = ("a04-roi-pooling", "a06-roi-align", "a08-yolo", "a11-capstone")
+NOTEBOOKS = ("a04-roi-pooling", "a06-roi-align", "a08-yolo", "a11-capstone", "a12-modern-detectors")
 BENCHES = (("bench/roi.py", ["--device", "cuda"]), ("bench/nms.py", ["--device", "cuda"]),
            ("bench/capstone.py", ["--device", "cuda", "--steps", "100", "--train-images", "200",
-                                  "--test-images", "100"]))
+                                  "--test-images", "100"]),
+           ("bench/modern.py", ["--device", "cuda", "--steps", "100", "--train-images", "200", "--test-images", "100"]))
 CALLS_PER_FUNCTION = 4
 
 

@@ -207,6 +207,7 @@ from odcourse.capstone import ProposalExplorer
 from odcourse.colab import MatmulExplorer
 from odcourse.data import CLASSES, SyntheticShapes, make_scene
 from odcourse.iou import IoUExplorer
+from odcourse.modern import FcosExplorer, MatchingExplorer
 from odcourse.proposals import SelectiveSearchExplorer, SlidingWindowExplorer
 from odcourse.roialign import RoIAlignExplorer
 from odcourse.roipool import RoIPoolExplorer
@@ -229,6 +230,8 @@ ConvMatrixExplorer(input_size=6, kernel_size=3, stride=2, padding=1, mode="trans
 YoloGridExplorer(index=1, S=7, B=2, row=3, column=1).show()
 NmsExplorer(conf_threshold=0.01, iou_threshold=0.5, step=2).show()
 DefaultBoxExplorer(level=2, row=6, column=2).show()
+FcosExplorer(x=200, y=224, width=112, height=96, radius=1.5).show()
+MatchingExplorer(x=0.26, y=0.31, w_class=1.0, w_l1=5.0, w_giou=2.0).show()
 torch.manual_seed(0)
 backbone = tiny_backbone(0)
 backbone.out_channels = 64

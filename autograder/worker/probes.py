@@ -50,15 +50,22 @@ def requires_grad(function, args, kwargs, probe):
 def backward(function, args, kwargs, probe):
     """(value, gradients): the gradients of sum(value * grad_output) (of sum(value) without
     "grad_output") with respect to args[i] for i in probe["wrt"]; a tuple of tensors takes a tuple
-    of grad_outputs, one each."""
+    of grad_outputs, one each, and a dict of tensors (a12's losses) a dict with the same keys, or none."""
     import torch
 
     wrt = [int(i) for i in probe["wrt"]]
     args = _with_grad(args, wrt)
     with torch.enable_grad():
         value = call_student(function, *args, **kwargs)
-    outputs = list(value) if isinstance(value, (tuple, list)) else [value]
     grad_outputs = probe.get("grad_output")
+    if isinstance(value, dict):  # a dict of losses: its values in the order of the probe's keys (or its own)
+        keys = list(grad_outputs) if isinstance(grad_outputs, dict) else list(dict.keys(value))
+        if sorted(map(str, dict.keys(value))) != sorted(map(str, keys)):
+            raise TypeError(f"the result must be a dict with the keys {sorted(map(str, keys))}")
+        grad_outputs = [grad_outputs[k] for k in keys] if isinstance(grad_outputs, dict) else None
+        value = {k: dict.__getitem__(value, k) for k in keys}
+    outputs = list(dict.values(value)) if isinstance(value, dict) else (
+        list(value) if isinstance(value, (tuple, list)) else [value])
     if grad_outputs is None:
         grad_outputs = [torch.ones_like(v) if isinstance(v, torch.Tensor) else None for v in outputs]
     grad_outputs = list(grad_outputs) if isinstance(grad_outputs, (tuple, list)) else [grad_outputs]
@@ -72,6 +79,8 @@ def backward(function, args, kwargs, probe):
                                  allow_unused=True) if pairs else [None] * len(wrt))
     grads = tuple(torch.zeros_like(args[i]) if g is None else g.detach() for i, g in zip(wrt, grads))
     detached = tuple(v.detach() for v in outputs)
+    if isinstance(value, dict):
+        return dict(zip(value, detached)), grads
     return (detached if isinstance(value, (tuple, list)) else detached[0]), grads
 
 
