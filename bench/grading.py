@@ -8,7 +8,9 @@ each). Both graders run on the same machine in the same run: the engine as
 `python -m autograder class a01-colab <course> -j J`, nbgrader as `nbgrader autograde a01-colab`
 on the same submissions in its own course directory. After the engine's run the script checks
 that every student's gradebook score, CSV row, results.json and feedback page are there and
-right (it exits non-zero otherwise); `--engine-only` stops there (CI runs it so).
+right (it exits non-zero otherwise); `--engine-only` skips nbgrader (CI runs it so). Either way it
+then times the whole `python -m autograder grade` command on a02-proposals's reference notebook
+(one student's notebook through the hidden suite, the fork server's start included; goal: 12 s).
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ from coursetools.release import nbgrader_env  # noqa: E402
 from tests.notebook_grading import student_notebook  # noqa: E402
 
 ASSIGNMENT = "a01-colab"
+ONE_NOTEBOOK = "a02-proposals"
+ONE_NOTEBOOK_GOAL_SECONDS = 12.0
 
 
 def notebooks() -> dict[str, bytes]:
@@ -112,6 +116,7 @@ def main() -> None:
         if args.engine_only:
             print(f"engine (python -m autograder class, -j {args.jobs}): "
                   f"{engine_seconds / args.students:.2f} s per submission")
+            one_notebook(scratch)
             return
         shutil.copy(ROOT / "nbgrader_config.py", theirs)
         shutil.copytree(ROOT / "solutions" / ASSIGNMENT, theirs / "solutions" / ASSIGNMENT)
@@ -128,6 +133,16 @@ def main() -> None:
     print(f"engine (python -m autograder class, -j {args.jobs}): {per_engine:.2f} s per submission")
     print(f"plain nbgrader autograde:                 {per_nbgrader:.2f} s per submission")
     print(f"ratio engine / nbgrader: {per_engine / per_nbgrader:.2f}")
+    with tempfile.TemporaryDirectory() as scratch:
+        one_notebook(pathlib.Path(scratch))
+
+
+def one_notebook(scratch: pathlib.Path) -> None:
+    notebook = ROOT / "solutions" / ONE_NOTEBOOK / f"{ONE_NOTEBOOK}.ipynb"
+    seconds = run([sys.executable, "-m", "autograder", "grade", ONE_NOTEBOOK, str(notebook), "--json",
+                   str(scratch / "results.json")], ROOT)
+    print(f"one {ONE_NOTEBOOK} notebook (python -m autograder grade, whole command): {seconds:.1f} s "
+          f"(goal: {ONE_NOTEBOOK_GOAL_SECONDS:.0f} s)")
 
 
 if __name__ == "__main__":

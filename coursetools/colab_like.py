@@ -19,6 +19,7 @@ a chapter is executed once, by the student's kind of runtime, and both the site 
 from __future__ import annotations
 
 import argparse
+import atexit
 import concurrent.futures
 import glob
 import json
@@ -28,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import nbformat
@@ -76,16 +78,71 @@ def find_python(version: str) -> tuple[str, str]:
     return chosen, done.stdout.strip()
 
 
+# Modules every course notebook imports: compiled to bytecode once in a runtime's template.
+WARM_IMPORTS = ("torch", "torchvision", "torchvision.models.detection", "numpy", "scipy.optimize", "scipy.ndimage",
+                "matplotlib.pyplot", "ipykernel.kernelapp", "ipywidgets", "IPython", "PIL.Image", "skimage.segmentation",
+                "pycocotools.cocoeval", "pip._internal.cli.main")
+_templates: dict[str, pathlib.Path] = {}
+_templates_lock = threading.Lock()
+
+
+def _template(runtime: pathlib.Path) -> pathlib.Path:
+    """This process's pristine environment of the pins file `runtime` (made once, removed at exit),
+    with WARM_IMPORTS compiled to bytecode. uv installs no bytecode and this kind of machine sets
+    PYTHONDONTWRITEBYTECODE, so a kernel in a freshly installed environment compiled torch from
+    source, about 15 s of every notebook run; a copy of the template starts with the bytecode."""
+    key = str(pathlib.Path(runtime).resolve())
+    with _templates_lock:
+        if key in _templates and (_templates[key] / "bin" / "python").exists():
+            return _templates[key]
+        folder = pathlib.Path(tempfile.mkdtemp(prefix="colab-like-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        env = folder / "env"
+        python, _ = find_python(colab_pins.runtime(runtime)["python"])
+        variables = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+        subprocess.run(UV + ["venv", "-q", "--python", python, str(env)], check=True, env=variables)
+        subprocess.run(UV + ["pip", "install", "-q", "--python", str(env / "bin" / "python"), "-r", str(runtime)],
+                       check=True, env=variables)
+        warm = "import importlib\nfor name in %r:\n    try:\n        importlib.import_module(name)\n" \
+               "    except Exception:\n        pass\n" % (WARM_IMPORTS,)
+        subprocess.run([str(env / "bin" / "python"), "-c", warm], cwd=folder, capture_output=True, check=False,
+                       env={**os.environ, "PYTHONDONTWRITEBYTECODE": "", "MPLBACKEND": "Agg"})
+        _templates[key] = env
+        return env
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)  # a writer replaces a file (pip, bytecode) rather than changing it in place
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _fresh_copy(template: pathlib.Path, env: pathlib.Path) -> None:
+    """A copy of the environment `template` at `env`, files hard-linked; the scripts of its bin/
+    rewritten to run env's own interpreter."""
+    shutil.copytree(template, env, symlinks=True, copy_function=_link_or_copy)
+    old, new = f"#!{template}/bin/", f"#!{env}/bin/"
+    for script in (env / "bin").iterdir():
+        if script.is_symlink() or not script.is_file():
+            continue
+        text = script.read_bytes()
+        if text.startswith(old.encode()):
+            mode = script.stat().st_mode
+            script.unlink()  # a new file: the template's stays as it is
+            script.write_bytes(new.encode() + text[len(old):])
+            script.chmod(mode)
+
+
 def colab_like_kernel(folder: pathlib.Path, runtime: pathlib.Path = colab_pins.CURRENT) -> pathlib.Path:
     """A fresh environment of Colab's preinstalled packages (the pins file `runtime`, with its
     Python) in folder/env, with a Jupyter kernel named colab-like in folder/jupyter (put it on
-    JUPYTER_PATH). Returns the environment."""
+    JUPYTER_PATH). Returns the environment. It is a copy of this process's template of the
+    runtime (nothing a notebook installed or wrote in another copy is in it)."""
     env = folder / "env"
-    python, _ = find_python(colab_pins.runtime(runtime)["python"])
-    variables = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-    subprocess.run(UV + ["venv", "-q", "--python", python, str(env)], check=True, env=variables)
-    subprocess.run(UV + ["pip", "install", "-q", "--python", str(env / "bin" / "python"), "-r", str(runtime)],
-                   check=True, env=variables)
+    if env.exists():
+        shutil.rmtree(env)
+    _fresh_copy(_template(runtime), env)
     spec = folder / "jupyter" / "kernels" / "colab-like"
     spec.mkdir(parents=True, exist_ok=True)
     (spec / "kernel.json").write_text(json.dumps({
