@@ -6,6 +6,8 @@ python -m autograder gradescope <assignment-id> -o bundle.zip"""
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import pathlib
 import sys
 
@@ -110,5 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _exit(code: int) -> None:
+    """End the command without the interpreter's teardown of torch's modules (about 1.5 s of a
+    2-core machine's time per notebook), after everything is written and the workers are gone."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()  # the fork server and its workers are killed here
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
