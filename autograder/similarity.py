@@ -46,8 +46,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import assignment as assignments
+from .classreport import results
 from .notebook import SubmissionError, locate, neutralise, parse, read_cells
-from .result import Result, clean
+from .result import clean
 
 K = 12  # tokens in a fingerprinted run: shorter shared passages are idioms, not copying
 WINDOW = 5  # winnowing window: a shared passage of K + WINDOW - 1 tokens always shares a fingerprint
@@ -502,15 +503,7 @@ def against_units(folder: pathlib.Path, released: set) -> tuple[list[Unit], list
 
 def _scores(course: pathlib.Path, assignment: str) -> dict[str, dict[str, tuple[float, float]]]:
     """student -> function -> (points, max), from the results `class` kept."""
-    scores = {}
-    for path in sorted((course / "autograder-results" / assignment).glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict):
-            scores[path.stem] = Result.from_gradescope(data, assignment).points_by_function()
-    return scores
+    return {student: result.points_by_function() for student, result in results(course, assignment).items()}
 
 
 # comparing -----------------------------------------------------------------------------------
