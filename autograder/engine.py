@@ -97,11 +97,12 @@ def _reference(assignment: Assignment, hide, limits, cuda, deadline, keep: bool)
 
 def grade(assignment_id: str, notebook: pathlib.Path, root: pathlib.Path = ROOT, limits: Limits | None = None,
           hide_extra=(), keep_reference: bool = False, only: set | None = None,
-          budget_seconds: float | None = None) -> Result:
+          budget_seconds: float | None = None, skip_tests: frozenset = frozenset()) -> Result:
     """Grade `notebook` for `assignment_id`.
 
     keep_reference: keep the reference's worker for the next call (class grading).
     only: run the tests of these graded functions alone (the project's proofs).
+    skip_tests: the suite's tests (by their function's name) not to run (the project's proofs).
     budget_seconds: the whole grading's time budget (default: the assignment's)."""
     assignment = assignments.load(assignment_id, root)
     limits = limits or Limits()
@@ -114,7 +115,7 @@ def grade(assignment_id: str, notebook: pathlib.Path, root: pathlib.Path = ROOT,
         result.notes.append(broken)
         result.flags.append("unreadable notebook")
         # No worker starts: every test is recorded as not run, with the reason.
-        session = Session(Proxy(None, broken=broken), Proxy(None), "cpu", deadline, only,
+        session = Session(Proxy(None, broken=broken), Proxy(None), "cpu", deadline, only, frozenset(skip_tests),
                           {name: broken for name in assignment.functions})
         _run_pytest(assignment, session)
         result.tests = session.outcomes
@@ -134,7 +135,7 @@ def grade(assignment_id: str, notebook: pathlib.Path, root: pathlib.Path = ROOT,
                                     "no points (its tests were not run)")
     missing = {name: loc.how for name, loc in located.items() if loc.cell is None}
     grading = Grading(assignment, statements(cells, located, screening.refused_cells, screening.course_cells), hide,
-                      limits, deadline, keep_reference, only, missing, not_graded)
+                      limits, deadline, keep_reference, only, frozenset(skip_tests), missing, not_graded)
     session, student = grading.run("cpu", reference)
     result.tests = session.outcomes
     for item in student.load_errors:
@@ -175,6 +176,7 @@ class Grading:
     deadline: Deadline
     keep_reference: bool
     only: set | None
+    skip_tests: frozenset
     missing: dict  # graded function -> why it was not found
     not_graded: dict  # graded function -> why its tests are not run
 
@@ -189,7 +191,7 @@ class Grading:
         reference = reference or _reference(self.assignment, self.hide, self.limits, cuda, self.deadline,
                                             self.keep_reference)
         session = Session(Proxy(student, self.missing), Proxy(reference.worker), device, self.deadline, self.only,
-                          dict(self.not_graded))
+                          self.skip_tests, dict(self.not_graded))
         with contextlib.ExitStack() as stack:
             stack.enter_context(student)
             if not self.keep_reference:

@@ -31,6 +31,7 @@ class Session:
     device: str = "cpu"
     deadline: Deadline = field(default_factory=lambda: Deadline(None))
     only: set | None = None  # run the tests of these functions alone
+    skip_tests: frozenset = frozenset()  # the names of test functions not to run
     not_graded: dict = field(default_factory=dict)  # function -> why its tests are not run
     outcomes: list = field(default_factory=list)  # TestResult, in order
     shared: dict = field(default_factory=dict)  # results a suite computes once and judges in several tests
@@ -61,11 +62,13 @@ class Plugin:
 
     # collection and running -----------------------------------------------------------------
     def pytest_collection_modifyitems(self, config, items):
-        if self.session.only is None:
+        if self.session.only is None and not self.session.skip_tests:
             return
+        only, skip = self.session.only, self.session.skip_tests
         marked = [(i, i.get_closest_marker("function")) for i in items]
-        config.hook.pytest_deselected(items=[i for i, m in marked if not m or m.args[0] not in self.session.only])
-        items[:] = [i for i, m in marked if m and m.args[0] in self.session.only]
+        kept = [i for i, m in marked if (only is None or m and m.args[0] in only) and i.originalname not in skip]
+        config.hook.pytest_deselected(items=[i for i in items if all(i is not k for k in kept)])
+        items[:] = kept
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_pyfunc_call(self, pyfuncitem):

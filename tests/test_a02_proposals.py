@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from odcourse.data import make_scene
 from odcourse.proposals import oversegment
 from tests.conftest import ROOT
-from tests.proofs import assert_full_marks, assert_mistake_is_named
+from tests.proofs import assert_full_marks, assert_mistakes_are_named, graded_together
 from coursetools.reference import load_reference
 
 ASSIGNMENT = "a02-proposals"
@@ -313,19 +313,20 @@ SELECTIVE_WRONG = {
         "torch.stack([labels[:, :-1].reshape(-1), labels[:, 1:].reshape(-1)], 1)]", "only neighbours"),
 }
 
+MISTAKES = {**{name: (grade_id, code, phrase, tuple(DEPENDENTS.get(grade_id, ())))
+               for name, (grade_id, code, phrase) in WRONG.items()},
+            **{name: ("selective-search", selective_search_variant(old, new), phrase, ())
+               for name, (old, new, phrase) in SELECTIVE_WRONG.items()}}
+SLOW = ["IoU in a double Python loop"]
+
+# The slow answers (the loops the speed checks stop) each in a group of their own.
+GROUPS = graded_together(ASSIGNMENT, MISTAKES, apart=SLOW)
+
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mistake", sorted(WRONG))
-def test_wrong_answer_loses_points_where_named(tmp_path, mistake):
-    grade_id, code, phrase = WRONG[mistake]
-    assert_mistake_is_named(ASSIGNMENT, tmp_path, grade_id, code, phrase, DEPENDENTS.get(grade_id, ()))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("mistake", sorted(SELECTIVE_WRONG))
-def test_wrong_grouping_loses_points_where_named(tmp_path, mistake):
-    old, new, phrase = SELECTIVE_WRONG[mistake]
-    assert_mistake_is_named(ASSIGNMENT, tmp_path, "selective-search", selective_search_variant(old, new), phrase)
+@pytest.mark.parametrize("mistakes", GROUPS, ids=" + ".join)
+def test_wrong_answers_lose_points_where_named(tmp_path, mistakes):
+    assert_mistakes_are_named(ASSIGNMENT, tmp_path, MISTAKES, mistakes, timed=SLOW)
 
 
 DIFFERENT_BUT_RIGHT = {

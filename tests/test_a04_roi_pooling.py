@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 
 from coursetools.reference import load_reference
-from tests.proofs import assert_full_marks, assert_mistake_is_named
+from tests.proofs import assert_full_marks, assert_mistakes_are_named, graded_together
 
 ASSIGNMENT = "a04-roi-pooling"
 REF = load_reference(ASSIGNMENT)
@@ -321,14 +321,19 @@ def fast_rcnn_loss(class_logits, box_regression, labels, regression_targets):
 ''', "must be a torch.Tensor", ()),
 }
 
+# The reference's RoIPoolFunction uses the helpers of its roi_pool cell: a wrong roi_pool keeps them.
+MISTAKES = {name: (grade_id, REF.solution_source(grade_id) + "\n" + code if grade_id == "roi-pool" else code,
+                   phrase, dependents) for name, (grade_id, code, phrase, dependents) in WRONG.items()}
+SLOW = ["a loop over regions and sections"]
+
+# The slow answers (the loops the speed checks stop) each in a group of their own.
+GROUPS = graded_together(ASSIGNMENT, MISTAKES, apart=SLOW)
+
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mistake", sorted(WRONG))
-def test_wrong_answer_loses_points_where_named(tmp_path, mistake):
-    grade_id, code, phrase, dependents = WRONG[mistake]
-    if grade_id == "roi-pool":  # the reference's RoIPoolFunction uses the helpers of its roi_pool cell
-        code = REF.solution_source("roi-pool") + "\n" + code
-    assert_mistake_is_named(ASSIGNMENT, tmp_path, grade_id, code, phrase, dependents)
+@pytest.mark.parametrize("mistakes", GROUPS, ids=" + ".join)
+def test_wrong_answers_lose_points_where_named(tmp_path, mistakes):
+    assert_mistakes_are_named(ASSIGNMENT, tmp_path, MISTAKES, mistakes, timed=SLOW)
 
 
 DIFFERENT_BUT_RIGHT = {"roi-pool": pool(), "roi-pool-function": function(), "spatial-pyramid-pool": spp(),

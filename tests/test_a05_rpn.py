@@ -15,7 +15,7 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead, con
 from torchvision.ops import box_iou
 
 from coursetools.reference import load_reference
-from tests.proofs import assert_full_marks, assert_mistake_is_named
+from tests.proofs import assert_full_marks, assert_mistakes_are_named, graded_together
 
 ASSIGNMENT = "a05-rpn"
 REF = load_reference(ASSIGNMENT)
@@ -439,12 +439,19 @@ WRONG = {
                               "carry no gradient", ()),
 }
 
+MISTAKES = WRONG
+SLOW = ["a loop over anchors", "a loop over locations"]
+# Named by a test that times the function and checks its empty inputs and gradients too.
+NAMED_WHERE_TIMED = ["gradients not stopped", "no ground truth gives all negatives"]
+
+# The slow answers (the loops the speed checks stop) each in a group of their own.
+GROUPS = graded_together(ASSIGNMENT, MISTAKES, apart=SLOW)
+
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mistake", sorted(WRONG))
-def test_wrong_answer_loses_points_where_named(tmp_path, mistake):
-    grade_id, code, phrase, dependents = WRONG[mistake]
-    assert_mistake_is_named(ASSIGNMENT, tmp_path, grade_id, code, phrase, dependents)
+@pytest.mark.parametrize("mistakes", GROUPS, ids=" + ".join)
+def test_wrong_answers_lose_points_where_named(tmp_path, mistakes):
+    assert_mistakes_are_named(ASSIGNMENT, tmp_path, MISTAKES, mistakes, timed=SLOW + NAMED_WHERE_TIMED)
 
 
 SAMPLE_BY_SCATTER = '''

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torchvision.models.detection.roi_heads import maskrcnn_loss, paste_masks_in_image, project_masks_on_boxes
 
 from coursetools.reference import load_reference
-from tests.proofs import assert_full_marks, assert_mistake_is_named
+from tests.proofs import assert_full_marks, assert_mistakes_are_named, graded_together
 
 ASSIGNMENT = "a06-roi-align"
 REF = load_reference(ASSIGNMENT)
@@ -290,14 +290,19 @@ WRONG = {
     "corners aligned when resizing": ("paste-mask", paste(corners="True"), "resize bilinearly", ()),
 }
 
+# The reference's roi_align cell also holds its helper: a wrong roi_align keeps it.
+MISTAKES = {name: (grade_id, REF.solution_source(grade_id) + "\n" + code if grade_id == "roi-align" else code,
+                   phrase, dependents) for name, (grade_id, code, phrase, dependents) in WRONG.items()}
+SLOW = []
+
+# The slow answers (the loops the speed checks stop) each in a group of their own.
+GROUPS = graded_together(ASSIGNMENT, MISTAKES, apart=SLOW)
+
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mistake", sorted(WRONG))
-def test_wrong_answer_loses_points_where_named(tmp_path, mistake):
-    grade_id, code, phrase, dependents = WRONG[mistake]
-    if grade_id == "roi-align":  # the reference's roi_align cell also holds its helper
-        code = REF.solution_source("roi-align") + "\n" + code
-    assert_mistake_is_named(ASSIGNMENT, tmp_path, grade_id, code, phrase, dependents)
+@pytest.mark.parametrize("mistakes", GROUPS, ids=" + ".join)
+def test_wrong_answers_lose_points_where_named(tmp_path, mistakes):
+    assert_mistakes_are_named(ASSIGNMENT, tmp_path, MISTAKES, mistakes, timed=SLOW)
 
 
 DIFFERENT_BUT_RIGHT = {"bilinear-interpolate": bilinear(), "roi-align": align(), "mask-targets": targets(),

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coursetools.reference import load_reference
-from tests.proofs import assert_full_marks, assert_mistake_is_named
+from tests.proofs import assert_full_marks, assert_mistakes_are_named, graded_together
 
 ASSIGNMENT = "a07-transposed-conv"
 REF = load_reference(ASSIGNMENT)
@@ -329,12 +329,17 @@ def conv2d_im2col(x, weight, bias=None, stride=1, padding=0):
     "float64 weights": ("bilinear-kernel", bilinear(dtype=", dtype=torch.float64"), "float32", ()),
 }
 
+MISTAKES = WRONG
+SLOW = ["a loop over output cells"]
+
+# The slow answers (the loops the speed checks stop) each in a group of their own.
+GROUPS = graded_together(ASSIGNMENT, MISTAKES, apart=SLOW)
+
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mistake", sorted(WRONG))
-def test_wrong_answer_loses_points_where_named(tmp_path, mistake):
-    grade_id, code, phrase, dependents = WRONG[mistake]
-    assert_mistake_is_named(ASSIGNMENT, tmp_path, grade_id, code, phrase, dependents)
+@pytest.mark.parametrize("mistakes", GROUPS, ids=" + ".join)
+def test_wrong_answers_lose_points_where_named(tmp_path, mistakes):
+    assert_mistakes_are_named(ASSIGNMENT, tmp_path, MISTAKES, mistakes, timed=SLOW)
 
 
 # A transposed convolution by kernel taps: tap (a, b) adds x @ weight[:, :, a, b] at offset (a, b), stride s.

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coursetools.reference import load_reference
-from tests.proofs import assert_full_marks, assert_mistake_is_named
+from tests.proofs import assert_full_marks, assert_mistakes_are_named, graded_together
 
 ASSIGNMENT = "a08-yolo"
 REF = load_reference(ASSIGNMENT)
@@ -383,12 +383,17 @@ def batched_nms(boxes, scores, idxs, iou_threshold):
                                    "batched_nms by label", ()),
 }
 
+MISTAKES = WRONG
+SLOW = ["a loop over every pair of boxes"]
+
+# The slow answers (the loops the speed checks stop) each in a group of their own.
+GROUPS = graded_together(ASSIGNMENT, MISTAKES, apart=SLOW)
+
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mistake", sorted(WRONG))
-def test_wrong_answer_loses_points_where_named(tmp_path, mistake):
-    grade_id, code, phrase, dependents = WRONG[mistake]
-    assert_mistake_is_named(ASSIGNMENT, tmp_path, grade_id, code, phrase, dependents)
+@pytest.mark.parametrize("mistakes", GROUPS, ids=" + ".join)
+def test_wrong_answers_lose_points_where_named(tmp_path, mistakes):
+    assert_mistakes_are_named(ASSIGNMENT, tmp_path, MISTAKES, mistakes, timed=SLOW)
 
 
 DIFFERENT_BUT_RIGHT = {"nms": nms_code(), "batched-nms": batched(), "yolo-targets": targets(), "yolo-loss": loss(),

@@ -22,7 +22,7 @@ from torchvision.models.detection.fcos import FCOS, FCOSHead
 from coursetools.reference import load_reference
 from odcourse.checks.modern import expected_detr_loss, fcos_points, torchvision_fcos_match
 from autograder import assignment as assignments
-from tests.proofs import assert_full_marks, grade, scores
+from tests.proofs import assert_full_marks, assert_mistakes_are_named, grade, graded_together, scores
 
 ASSIGNMENT = "a12-modern-detectors"
 REF = load_reference(ASSIGNMENT)
@@ -529,60 +529,15 @@ def hungarian_match(cost):
 }
 
 
-def graded_together(mistakes, apart=()) -> list[list[str]]:
-    """The mistakes in groups graded in one notebook each (one grading, two workers, instead of one
-    per mistake: CI's time is short): at most one mistake per function in a group, and none in a
-    function that another mistake of the group may cost points (its dependents, which call it).
-    Each function's tests then see its own mistake only, as in tests/proofs.assert_mistake_is_named.
-    The mistakes `apart` each start a group of their own."""
-    spec = assignments.load(ASSIGNMENT)
-    groups: list[list[str]] = [[mistake] for mistake in apart]
-    for mistake in [m for m in mistakes if m not in apart]:
-        grade_id, _, _, dependents = WRONG[mistake]
-        function = spec.function_of(grade_id)
-        for group in groups:
-            functions = {spec.function_of(WRONG[m][0]) for m in group}
-            touched = {d for m in group for d in WRONG[m][3]}
-            if function not in functions | touched and not set(dependents) & functions:
-                group.append(mistake)
-                break
-        else:
-            groups.append([mistake])
-    return groups
-
-
 # The two slow answers (the loops the speed checks stop, 10 to 20 s each) in different groups.
-GROUPS = graded_together(sorted(WRONG), apart=["a Python loop over pairs", "a loop over points"])
-
-
-def test_every_mistake_is_graded_in_exactly_one_group():
-    assert sorted(m for group in GROUPS for m in group) == sorted(WRONG)
-    assert len(GROUPS) < len(WRONG) / 3
+SLOW = ["a Python loop over pairs", "a loop over points"]
+GROUPS = graded_together(ASSIGNMENT, WRONG, apart=SLOW)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mistakes", GROUPS, ids=lambda group: " + ".join(group))
+@pytest.mark.parametrize("mistakes", GROUPS, ids=" + ".join)
 def test_wrong_answers_lose_points_where_named(tmp_path, mistakes):
-    """Each wrong answer loses points on a test whose output names its mistake; only the tests of
-    the functions with a wrong answer (and of their dependents) run: every other function is the
-    reference's own code, whose full marks tests/test_assignments_graded.py proves."""
-    spec = assignments.load(ASSIGNMENT)
-    answers = {WRONG[m][0]: WRONG[m][1] for m in mistakes}
-    functions = {spec.function_of(WRONG[m][0]) for m in mistakes}
-    dependents = {d for m in mistakes for d in WRONG[m][3]}
-    result = grade(ASSIGNMENT, tmp_path, answers, only=functions | dependents)
-    got = scores(result)
-    assert set(got) == functions | dependents, got
-    problems = []
-    for mistake in mistakes:
-        grade_id, _, phrase, _ = WRONG[mistake]
-        function = spec.function_of(grade_id)
-        failed = [t["output"] for t in result["tests"] if t["tags"] == [function] and t["score"] < t["max_score"]]
-        if got[function][0] >= got[function][1]:
-            problems.append(f"{mistake}: {function} kept all its points")
-        elif not any(phrase in output for output in failed):
-            problems.append(f"{mistake}: no failed test of {function} says {phrase!r}: {failed}")
-    assert problems == []
+    assert_mistakes_are_named(ASSIGNMENT, tmp_path, WRONG, mistakes, timed=SLOW)
 
 
 DIFFERENT_BUT_RIGHT = {"sigmoid-focal-loss": FOCAL, "generalized-box-iou": GIOU, "fcos-match": MATCH,
