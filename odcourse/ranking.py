@@ -53,8 +53,8 @@ def rank_class(predictions: list[dict], targets: list[dict], label: int, iou_thr
     predictions, targets: one dict per image ("boxes", "scores", "labels"; "boxes", "labels").
     In each image the class's detections are taken by decreasing score (equal scores: their
     order; at most `max_per_image`); each claims, among the objects of the class not yet
-    claimed, the one it overlaps most if that IoU is >= iou_threshold (equal IoUs: the lower
-    index). Then all images' detections are sorted by score (stable: image order on ties),
+    claimed, the one it overlaps most if that IoU is >= iou_threshold (equal IoUs: the later
+    object, as COCOeval). Then all images' detections are sorted by score (stable: image order on ties),
     which is the order of the precision-recall curve.
     """
     columns: list[list] = [[], [], [], [], []]  # score, hit, image, detection, overlap
@@ -70,9 +70,9 @@ def rank_class(predictions: list[dict], targets: list[dict], label: int, iou_thr
         overlaps = box_iou(boxes, objects).tolist() if len(objects) else [[] for _ in range(len(boxes))]
         claimed = [False] * len(objects)
         for score, index, row in zip(scores.tolist(), mine.tolist(), overlaps):
-            best = -1  # the free object of largest IoU; a strict > keeps the lower index on equal IoUs
+            best = -1  # the free object of largest IoU; >= takes the later of equal IoUs, as COCOeval
             for g, value in enumerate(row):
-                if not claimed[g] and (best < 0 or value > row[best]):
+                if not claimed[g] and (best < 0 or value >= row[best]):
                     best = g
             found = best >= 0 and row[best] >= iou_threshold
             if found:

@@ -378,7 +378,7 @@ def mean_ap_50(predictions: list[dict], targets: list[dict], classes=(1, 2, 3),
     in the same units). For each class: its detections over all images sorted by decreasing score
     (equal scores: image order, then detection order); each in turn is a true positive when the
     not yet matched ground truth of its class and image with which it has the largest IoU (ties:
-    the lowest index) has IoU >= iou_threshold, which is then matched; otherwise a false positive.
+    the later one, as COCOeval) has IoU >= iou_threshold, which is then matched; otherwise a false positive.
     AP is the all-point interpolated area under the precision-recall curve; the mean is over the
     classes that have ground truth (0.0 when none has).
     """

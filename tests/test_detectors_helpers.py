@@ -2,6 +2,7 @@
 interface, the wrappers and the detection panel, and the precision-recall / AP helpers behind the
 page's figures, checked against pycocotools' COCOeval, chapter 9's mean_ap_50 and hand-computed
 cases. Seeded; nothing is downloaded."""
+import importlib.util
 import math
 
 import matplotlib
@@ -318,6 +319,34 @@ def test_coco_style_ap_agrees_with_pycocotools(seed):
     for key in ("map", "map_50", "map_75"):
         assert mine[key] == pytest.approx(theirs[key], abs=1e-9)
     assert 0.05 < mine["map"] < mine["map_50"] < 1  # the data are neither hopeless nor perfect
+
+
+def test_equal_ious_go_to_the_later_object_as_in_cocoeval():
+    # The first detection overlaps objects 0 and 1 equally (IoU 0.6); the second is object 0 itself.
+    # Taking the later object (COCOeval's rule) leaves object 0 to the second: two hits, AP 1.
+    target = truths([[0, 0, 10, 10], [5, 0, 15, 10]], [1, 1])
+    prediction = found([[2.5, 0, 12.5, 10], [0, 0, 10, 10]], [0.9, 0.8], [1, 1])
+    assert detectors.rank_class([prediction], [target], 1, 0.5).hit.tolist() == [True, True]
+    assert detectors.coco_style_ap([prediction], [target], iou_thresholds=[0.5])["map_50"] == 1.0
+    theirs = detectors.cocoeval_summary([prediction], [target]) if importlib.util.find_spec("pycocotools") else None
+    if theirs is not None:
+        assert theirs["map_50"] == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_coco_style_ap_agrees_with_pycocotools_on_boxes_of_a_coarse_grid(seed):
+    """Boxes on a 4-pixel grid: equal IoUs and equal scores everywhere, where tie rules show."""
+    pytest.importorskip("pycocotools")
+    predictions, targets = random_data(seed + 20, images=20)
+    for item in predictions + targets:
+        item["boxes"] = (item["boxes"] / 4).round() * 4
+        item["boxes"][:, 2:] = torch.maximum(item["boxes"][:, 2:], item["boxes"][:, :2] + 4)
+    for prediction in predictions:
+        prediction["scores"] = (prediction["scores"] * 4).round() / 4
+    mine, theirs = detectors.coco_style_ap(predictions, targets), detectors.cocoeval_summary(predictions, targets)
+    assert np.allclose(mine["ap"], theirs["ap"], atol=1e-9, equal_nan=True)
+    for key in ("map", "map_50", "map_75"):
+        assert mine[key] == pytest.approx(theirs[key], abs=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(3))
