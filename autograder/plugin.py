@@ -65,9 +65,12 @@ class Plugin:
         if self.session.only is None and not self.session.skip_tests:
             return
         only, skip = self.session.only, self.session.skip_tests
-        marked = [(i, i.get_closest_marker("function")) for i in items]
-        kept = [i for i, m in marked if (only is None or m and m.args[0] in only) and i.originalname not in skip]
-        config.hook.pytest_deselected(items=[i for i in items if all(i is not k for k in kept)])
+        kept, dropped = [], []
+        for item in items:
+            marker = item.get_closest_marker("function")
+            wanted = only is None or marker is not None and marker.args[0] in only
+            (kept if wanted and item.originalname not in skip else dropped).append(item)
+        config.hook.pytest_deselected(items=dropped)
         items[:] = kept
 
     @pytest.hookimpl(tryfirst=True)

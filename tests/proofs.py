@@ -102,15 +102,12 @@ def uses(assignment: str) -> dict[str, frozenset[str]]:
     name), and theirs in turn."""
     spec = assignments.load(assignment)
     reference = load_reference(assignment)
-    suite = spec.suite.read_text()
-    tree = ast.parse(suite)
-    helpers = {node.name: ast.get_source_segment(suite, node) for node in tree.body if isinstance(node, ast.FunctionDef)}
+    helpers = suite_functions(assignment)
     direct = {f: named_functions(assignment, reference.solution_source(spec.grade_id(f))) for f in spec.functions}
-    for node in tree.body:
-        tag = function_tag(node)
+    for name, tag in suite_tests(assignment).items():
         if tag not in direct:
             continue
-        seen, todo = set(), [node.name]
+        seen, todo = set(), [name]
         while todo:  # the test and every helper of the suite it reaches
             name = todo.pop()
             seen.add(name)
@@ -125,6 +122,21 @@ def uses(assignment: str) -> dict[str, frozenset[str]]:
                 todo.append(used)
         closed[function] = frozenset(reach)
     return closed
+
+
+@functools.lru_cache(maxsize=None)
+def suite_functions(assignment: str) -> dict[str, str]:
+    """{name: source} of the hidden suite's top-level functions (its tests and its helpers)."""
+    suite = assignments.load(assignment).suite.read_text()
+    return {node.name: ast.get_source_segment(suite, node) for node in ast.parse(suite).body
+            if isinstance(node, ast.FunctionDef)}
+
+
+@functools.lru_cache(maxsize=None)
+def suite_tests(assignment: str) -> dict[str, str]:
+    """{test name: the graded function it tests} of the hidden suite."""
+    suite = assignments.load(assignment).suite.read_text()
+    return {node.name: function_tag(node) for node in ast.parse(suite).body if function_tag(node)}
 
 
 def function_tag(node) -> str | None:
@@ -164,11 +176,10 @@ def graded_together(assignment: str, wrong: dict, apart=()) -> list[list[str]]:
 @functools.lru_cache(maxsize=None)
 def timed_tests(assignment: str) -> dict[str, frozenset[str]]:
     """{function: the names of its hidden tests that time it (those calling expect_fast)}."""
-    suite = assignments.load(assignment).suite.read_text()
     timed: dict[str, set[str]] = {}
-    for node in ast.parse(suite).body:
-        if function_tag(node) and "expect_fast(" in ast.get_source_segment(suite, node):
-            timed.setdefault(function_tag(node), set()).add(node.name)
+    for name, function in suite_tests(assignment).items():
+        if "expect_fast(" in suite_functions(assignment)[name]:
+            timed.setdefault(function, set()).add(name)
     return {function: frozenset(names) for function, names in timed.items()}
 
 
