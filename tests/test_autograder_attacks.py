@@ -21,6 +21,7 @@ import nbformat
 import pytest
 
 from autograder import __main__ as command_line
+from autograder import assignment as assignments
 from tests.conftest import ROOT
 from tests.notebook_grading import student_notebook
 
@@ -641,3 +642,23 @@ def test_unreadable_notebook_gets_a_zero_result_with_the_reason(tmp_path, conten
     result, _, _ = grade(path, "a01-colab")
     assert result["score"] == 0 and len(result["tests"]) == 10
     assert phrase in result["output"] and all(phrase in t["output"] for t in result["tests"])
+
+
+def test_a_notebook_cannot_choose_which_tests_run(tmp_path):
+    """Test selection (the proofs' only and skip_tests) belongs to the grading process: pytest hooks
+    and selection names defined in the notebook reach neither, and every test of every function runs."""
+    path = notebook(tmp_path, "a02-proposals", {"box-area": """
+        def box_area(boxes):
+            return boxes[:, 0] * 0
+
+        skip_tests = {"test_box_area_of_random_boxes"}
+        only = {"sliding_windows"}
+
+        def pytest_collection_modifyitems(config, items):
+            items[:] = []
+        """})
+    result, _, _ = grade(path, "a02-proposals", timeout=300)
+    functions = {t["tags"][0] for t in result["tests"]}
+    assert functions == set(assignments.load("a02-proposals").functions), functions
+    area = [t for t in result["tests"] if t["tags"] == ["box_area"]]
+    assert area and all(t["score"] == 0 for t in area), area
